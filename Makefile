@@ -1,0 +1,89 @@
+# mlkube: `make up` tries it on one machine, `make test` checks everything, `make deploy` puts it on Kubernetes.
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+.DEFAULT_GOAL := help
+
+##@ Knobs (override on the command line: make up MLFLOW_PORT=5001)
+PYTHON ?= python3
+VENV ?= .venv
+ENV ?= kind
+KIND_CLUSTER ?= mlkube
+NAMESPACE ?= mlkube
+RELEASE ?= mlkube
+IMG_TAG ?= dev
+IMAGE_REGISTRY ?=
+VALUES ?=
+MLFLOW_PORT ?= 5000
+SERVE_PORT ?= 8080
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/bin
+export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Quick start
+
+.PHONY: up
+up: venv ## Run MLflow, one training run and the model server on this machine (Ctrl-C stops all)
+	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT)
+
+.PHONY: test
+test: venv tools ## Run every test: unit, integration (real MLflow + uvicorn), charts, workflows
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+##@ Development
+
+.PHONY: train
+train: venv ## Run one training run: on the cluster when ENV is set to a cluster, else against the local MLflow
+ifeq ($(origin ENV),command line)
+	$(PY) -m mlkube train --env $(ENV) --namespace $(NAMESPACE) --release $(RELEASE)
+else
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} $(PY) -m jobs.train --trigger manual
+endif
+
+.PHONY: lint
+lint: venv ## ruff + mypy (strict)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: venv ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: bench
+bench: venv ## Benchmark the model server against `mlflow models serve` and a bare uvicorn ceiling (needs wrk)
+	@command -v wrk >/dev/null || { echo "wrk is missing: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)"; exit 1; }
+	$(PY) -m service.bench
+
+.PHONY: clean
+clean: ## Remove the local state (.mlkube), caches and the venv
+	rm -rf .mlkube .pytest_cache .mypy_cache .ruff_cache $(VENV)
+
+##@ Dependencies
+
+# Re-created whenever the pinned requirements change; uv makes it take seconds.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.txt -e . --no-deps
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the pinned Python packages
+
+.PHONY: lock
+lock: ## Re-pin requirements.txt from pyproject.toml
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv; }
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header --no-annotate -o requirements.txt
+
+.PHONY: tools
+tools: ## Install pinned helm, kubectl, actionlint, hadolint and checkov into ./bin
+	scripts/install-tools.sh helm kubectl actionlint hadolint checkov
