@@ -87,7 +87,7 @@ class MlflowServer:
             "--workers", "1",
         ]  # fmt: skip
 
-    def start(self, timeout: float = 90.0) -> str:
+    def start(self, timeout: float = 180.0) -> str:
         if not port_is_free(self.port, self.host):
             raise OSError(
                 f"port {self.port} on {self.host} is already in use: stop what runs there "
@@ -124,8 +124,9 @@ class MlflowServer:
             except OSError:
                 time.sleep(0.3)
         self.stop()
-        raise Unreachable(f"mlflow server did not answer on {self.uri} within {timeout:.0f}s; "
-                          f"see {self.log_file}")
+        raise Unreachable(
+            f"mlflow server did not answer on {self.uri} within {timeout:.0f}s; see {self.log_file}"
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -22,7 +22,14 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     state = tmp_path_factory.mktemp("mlflow")
-    server = MlflowServer(state_dir=state, port=free_port())
+    # Webhooks to a loopback http:// URL (the rollout operator's tests): MLflow refuses private
+    # IPs and http:// by default, and caches each event's webhook list for 60 s.
+    webhooks = {
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+    }
+    server = MlflowServer(state_dir=state, port=free_port(), extra_env=webhooks)
     server.start()
     try:
         yield server
@@ -48,7 +55,8 @@ def mlflow_env(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def model_name(request: pytest.FixtureRequest) -> str:
     """A registered-model name unique to this test, so tests sharing one server do not collide."""
-    return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:6]}".replace("[", "-").replace("]", "")
+    base = request.node.name[:40].replace("[", "-").replace("]", "")
+    return f"test-{base}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""The training job: one run trains, logs, registers and (maybe) promotes a model."""

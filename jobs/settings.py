@@ -1,0 +1,36 @@
+"""What the training job reads from its environment (the CronJob sets these) and its flags."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlkube.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+
+Classifier = Literal["logistic_regression", "random_forest", "dummy"]
+Metric = Literal["f1_macro", "accuracy", "log_loss"]
+Trigger = Literal["cron", "manual", "ci"]
+
+
+class TrainSettings(BaseSettings):
+    """Every field is an env var (its alias) and a flag of ``python -m jobs.train``."""
+
+    model_config = SettingsConfigDict(
+        populate_by_name=True, protected_namespaces=(), extra="ignore"
+    )
+
+    tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
+    model_name: str = Field(DEFAULT_MODEL_NAME, alias="MODEL_NAME", min_length=1)
+    model_alias: str = Field(DEFAULT_ALIAS, alias="MODEL_ALIAS", min_length=1)
+    experiment: str = Field("mlkube-training", alias="TRAIN_EXPERIMENT", min_length=1)
+    data: str | None = Field(None, alias="TRAIN_DATA", description="CSV/Parquet path or URL")
+    target: str | None = Field(None, alias="TRAIN_TARGET", description="label column of --data")
+    classifier: Classifier = Field("logistic_regression", alias="TRAIN_CLASSIFIER")
+    metric: Metric = Field("f1_macro", alias="TRAIN_METRIC")
+    min_improvement: float = Field(0.0, alias="TRAIN_MIN_IMPROVEMENT", ge=0.0)
+    trigger: Trigger = Field("manual", alias="TRAIN_TRIGGER")
+    seed: int | None = Field(None, alias="TRAIN_SEED", ge=0)
+    connect_timeout: float = Field(60.0, alias="TRAIN_CONNECT_TIMEOUT", gt=0)
+    git_commit: str | None = Field(None, alias="GIT_COMMIT")

@@ -1,0 +1,248 @@
+"""One training run: data -> bootstrap -> fit -> holdout metrics -> log -> register -> gate.
+
+    python -m jobs.train [--data PATH_OR_URL --target COLUMN] [--classifier ...] [--seed N]
+
+Exit codes: 0 trained (promoted or not), 2 bad input, 1 MLflow unreachable or run failed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.models import infer_signature
+
+from jobs.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_UNREACHABLE,
+    FLAGS,
+    add_settings_flags,
+    git_commit,
+    settings_from,
+    setup_logging,
+)
+from jobs.data import IRIS_SOURCE, DataError, Dataset, bootstrap, holdout_split, load_dataset
+from jobs.gate import Decision, run_gate
+from jobs.model import build_pipeline, score
+from jobs.settings import TrainSettings
+from mlkube.names import TAG_PREFIX
+from mlkube.retry import Unreachable
+from mlkube.tracking import wait_for_tracking_server
+
+log = logging.getLogger("jobs.train")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    version: str
+    scores: dict[str, float]
+    decision: Decision
+    seed: int
+
+
+def seed_for(now: datetime) -> int:
+    """The run date as YYYYMMDD: a different bootstrap sample each day, reproducible."""
+    return int(now.strftime("%Y%m%d"))
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``--param C=0.5 --param max_iter=200`` -> {"C": 0.5, "max_iter": 200}."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--param {pair}: expected NAME=VALUE")
+        params[name] = _literal(raw)
+    return params
+
+
+def _literal(raw: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
+
+
+def train(
+    settings: TrainSettings,
+    *,
+    params: dict[str, Any] | None = None,
+    promote: bool = True,
+    force_promote: bool = False,
+    now: datetime | None = None,
+) -> TrainResult:
+    """The whole run. Raises DataError/ValueError on bad input, Unreachable when MLflow is down."""
+    dataset = load_dataset(settings.data, settings.target)
+    seed = settings.seed if settings.seed is not None else seed_for(now or datetime.now(UTC))
+    pipeline = build_pipeline(settings.classifier, params or {}, seed)
+    log.info(
+        "data %s: %d rows, %d features, %d classes; bootstrap seed %d",
+        dataset.source, len(dataset.frame), len(dataset.features), dataset.y.nunique(), seed,
+    )  # fmt: skip
+
+    wait_for_tracking_server(settings.tracking_uri, timeout=settings.connect_timeout)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_experiment(settings.experiment)
+    client = MlflowClient(settings.tracking_uri)
+
+    split = holdout_split(dataset)
+    X_boot, y_boot = bootstrap(split.X_train, split.y_train, seed)
+    with mlflow.start_run(tags=_run_tags(settings, seed)) as run:
+        _log_lineage(dataset, split.X_holdout.index)
+        pipeline.fit(X_boot, y_boot)
+        scores = score(pipeline, split.X_holdout, split.y_holdout)
+        mlflow.log_params(
+            {
+                "classifier": settings.classifier,
+                "bootstrap_seed": seed,
+                "train_rows": len(X_boot),
+                "holdout_rows": len(split.X_holdout),
+                "metric": settings.metric,
+                "min_improvement": settings.min_improvement,
+                **{f"clf_{k}": v for k, v in (params or {}).items()},
+            }
+        )
+        mlflow.log_metrics(scores)
+        log.info("holdout: %s", ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        example = split.X_holdout.head(3)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, pipeline.predict(example)),
+            input_example=example,
+            registered_model_name=settings.model_name,
+            # Explicit requirements: MLflow's inference imports the model in a subprocess and
+            # costs ~30 s a run; these are exactly what the pipeline needs to load.
+            pip_requirements=model_requirements(),
+        )
+        version = str(info.registered_model_version)
+        log.info("registered %s v%s", settings.model_name, version)
+        decision = run_gate(
+            client,
+            model_name=settings.model_name,
+            alias=settings.model_alias,
+            version=version,
+            run_id=run.info.run_id,
+            challenger_scores=scores,
+            X_holdout=split.X_holdout,
+            y_holdout=split.y_holdout,
+            metric=settings.metric,
+            min_improvement=settings.min_improvement,
+            force=force_promote,
+            no_promote=not promote,
+        )
+    log.info("%s v%s: %s", settings.model_name, version, decision.summary())
+    return TrainResult(run.info.run_id, version, scores, decision, seed)
+
+
+def model_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    packages = ("mlflow-skinny", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
+    return [f"{name}=={version(name)}" for name in packages]
+
+
+def _run_tags(settings: TrainSettings, seed: int) -> dict[str, str]:
+    tags = {
+        f"{TAG_PREFIX}.trigger": settings.trigger,
+        f"{TAG_PREFIX}.bootstrap_seed": str(seed),
+        f"{TAG_PREFIX}.model_name": settings.model_name,
+    }
+    commit = git_commit(settings)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _dataset_source(source: str) -> Any:
+    """An explicit MLflow dataset source, so lineage records what the data really is."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import get_registered_sources
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    if source == IRIS_SOURCE:
+        return CodeDatasetSource(tags={"mlflow.source.name": IRIS_SOURCE})
+    if source.startswith(("http://", "https://")):
+        return HTTPDatasetSource(url=source)  # type: ignore[no-untyped-call]
+    if "://" in source:
+        return source  # s3://, gs://...: MLflow resolves these itself
+    # The local-file source class is generated at import time (and registered twice, so passing
+    # a bare path makes MLflow warn that it is ambiguous): take it from the registry.
+    sources: list[Any] = get_registered_sources()
+    local = next(s for s in sources if s.__name__ == "LocalArtifactDatasetSource")
+    return local(str(Path(source).resolve()))
+
+
+def _log_lineage(dataset: Dataset, holdout_index: Any) -> None:
+    """Dataset lineage: the full source, and the holdout rows every run is judged on."""
+    source = _dataset_source(dataset.source)
+    full = from_pandas(dataset.frame, source=source, targets=dataset.target, name=dataset.name)
+    mlflow.log_input(full, context="training")
+    holdout = from_pandas(
+        dataset.frame.loc[holdout_index],
+        source=source,
+        targets=dataset.target,
+        name=f"{dataset.name}-holdout",
+    )
+    mlflow.log_input(holdout, context="holdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlkube-train",
+        description="Train a scikit-learn model, log it to MLflow, register it, and promote it "
+        "to the alias only if it beats the current champion on the fixed holdout.",
+    )
+    add_settings_flags(parser, list(FLAGS.values()))
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a classifier hyperparameter, repeatable (e.g. --param C=0.5)",
+    )  # fmt: skip
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--no-promote", action="store_true", help="register but never move the alias"
+    )
+    group.add_argument(
+        "--force-promote", action="store_true", help="move the alias whatever the scores"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    settings = settings_from(args)
+    try:
+        params = parse_params(args.param)
+        result = train(
+            settings, params=params, promote=not args.no_promote, force_promote=args.force_promote
+        )
+    except (DataError, ValueError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except Unreachable as exc:
+        sys.stderr.write(
+            f"error: cannot reach the MLflow tracking server at {settings.tracking_uri} "
+            f"(set MLFLOW_TRACKING_URI or --tracking-uri): {exc}\n"
+        )
+        return EXIT_UNREACHABLE
+    sys.stdout.write(
+        f"run {result.run_id}: {settings.model_name} v{result.version} "
+        f"{result.decision.summary()}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""``python -m mlkube up``: see mlkube.embedded. Cluster commands: ``python -m mlkube.deploy``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlkube import embedded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlkube", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    embedded.add_parser(sub)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

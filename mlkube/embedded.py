@@ -1,0 +1,223 @@
+"""``make up``: the platform on one machine, no Kubernetes.
+
+MLflow (sqlite + proxied local artifacts under ``.mlkube/``), one training run, and the model
+server following the ``production`` alias. Ctrl-C stops every process; the state is kept, so the
+next ``make up`` trains a challenger against today's champion."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from mlkube.mlflow_server import MlflowServer, port_is_free, stop_process_group
+from mlkube.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from mlkube.retry import Unreachable
+
+EXAMPLE_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+class Console:
+    """Progress lines a person can follow: ``[2/4] Training ...``."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.step = 0
+
+    def begin(self, text: str) -> float:
+        self.step += 1
+        self.say(f"[{self.step}/{self.steps}] {text}")
+        return time.monotonic()
+
+    def done(self, started: float, text: str = "done") -> None:
+        self.say(f"      {text} ({time.monotonic() - started:.1f}s)")
+
+    def say(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def serving_available() -> bool:
+    return importlib.util.find_spec("service") is not None and (
+        importlib.util.find_spec("service.app") is not None
+    )
+
+
+def example_curl(port: int) -> str:
+    body = json.dumps({"instances": EXAMPLE_ROWS})
+    return (
+        f"curl -s -X POST http://127.0.0.1:{port}/predict "
+        f"-H 'content-type: application/json' -d '{body}'"
+    )
+
+
+def post_json(url: str, payload: object, timeout: float = 10.0) -> str:
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return str(resp.read().decode())
+
+
+def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Unreachable(f"the process exited with code {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.3)
+    raise Unreachable(f"{url} did not answer 200 within {timeout:.0f}s; see {log}")
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop everything cleanly."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def run(args: argparse.Namespace) -> int:
+    state: Path = args.state_dir.resolve()
+    with_serving = serving_available() and not args.no_serve
+    console = Console(4)
+    for port, who in ((args.mlflow_port, "MLflow"), (args.serve_port, "the model server")):
+        if (who == "MLflow" or with_serving) and not port_is_free(port):
+            sys.stderr.write(
+                f"error: port {port} for {who} is already in use; stop what runs there or pick "
+                f"another (make up MLFLOW_PORT=... SERVE_PORT=...)\n"
+            )
+            return 1
+
+    signal.signal(signal.SIGTERM, _raise_stop)
+    mlflow = MlflowServer(state_dir=state, port=args.mlflow_port)
+    serving: subprocess.Popen[bytes] | None = None
+    try:
+        t = console.begin(
+            f"Starting MLflow on {mlflow.uri} (sqlite {state / 'mlflow.db'}, "
+            f"artifacts {state / 'artifacts'})"
+        )
+        try:
+            mlflow.start(timeout=args.timeout)
+        except (OSError, Unreachable) as exc:
+            sys.stderr.write(f"error: MLflow did not start: {exc}\n")
+            return 1
+        console.done(t, "ready")
+
+        t = console.begin(f"Training {args.model_name} (python -m jobs.train)")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.uri, "MODEL_NAME": args.model_name,
+               "TRAIN_TRIGGER": "manual", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        code = subprocess.call([sys.executable, "-m", "jobs.train"], env=env)
+        if code != 0:
+            sys.stderr.write(f"error: training failed with exit code {code}\n")
+            return code
+        console.done(t)
+
+        serve_url = f"http://127.0.0.1:{args.serve_port}"
+        if with_serving:
+            log = state / "serve.log"
+            t = console.begin(
+                f"Starting the model server on {serve_url} (python -m service, following "
+                f"@{DEFAULT_ALIAS}; log {log})"
+            )
+            serving = start_serving(args, mlflow.uri, log)
+            try:
+                wait_http_ok(f"{serve_url}/healthz/ready", serving, args.timeout, log)
+            except Unreachable as exc:
+                sys.stderr.write(f"error: the model server did not become ready: {exc}\n")
+                return 1
+            console.done(t, "ready")
+        else:
+            console.begin(
+                f"Model server not started (--no-serve or no service package); it would run: "
+                f"MODEL_NAME={args.model_name} MLFLOW_TRACKING_URI={mlflow.uri} python -m service"
+            )
+
+        console.begin("Up. Ctrl-C stops everything (state stays in " + str(state) + ")")
+        console.say(f"      MLflow UI:       {mlflow.uri}")
+        console.say(f"      Model registry:  {mlflow.uri}/#/models/{args.model_name}")
+        if with_serving:
+            console.say(f"      Model server:    {serve_url}/docs")
+            console.say(f"      Try:             {example_curl(args.serve_port)}")
+            try:
+                answer = post_json(f"{serve_url}/predict", {"instances": EXAMPLE_ROWS})
+                console.say(f"      It answers:      {answer}")
+            except (OSError, urllib.error.URLError) as exc:
+                console.say(f"      (example request failed: {exc})")
+        return wait_until_stopped(mlflow, serving, args.run_for)
+    except (KeyboardInterrupt, Stop):
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan children
+        console.say("Stopping ...")
+        if serving is not None:
+            stop_process_group(serving)
+        mlflow.stop()
+        console.say("Stopped.")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def start_serving(args: argparse.Namespace, uri: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MODEL_NAME": args.model_name,
+        "MODEL_ALIAS": DEFAULT_ALIAS,
+        "MODEL_WATCH_SECONDS": str(args.watch_seconds),
+        "SERVE_HOST": "127.0.0.1",
+        "SERVE_PORT": str(args.serve_port),
+    }
+    env.pop("MODEL_VERSION", None)  # follow the alias in this mode
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def wait_until_stopped(
+    mlflow: MlflowServer, serving: subprocess.Popen[bytes] | None, run_for: float | None
+) -> int:
+    """Sleep until Ctrl-C (or ``run_for`` seconds); a child that dies on its own is an error."""
+    deadline = None if run_for is None else time.monotonic() + run_for
+    stopped = threading.Event()
+    while not stopped.wait(0.5):
+        for name, proc in (("MLflow", mlflow.proc), ("the model server", serving)):
+            if proc is not None and proc.poll() is not None:
+                sys.stderr.write(f"error: {name} exited on its own (code {proc.returncode})\n")
+                return 1
+        if deadline is not None and time.monotonic() > deadline:
+            return 0
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("up", help="MLflow + one training run + the model server, on this machine")
+    p.add_argument("--mlflow-port", type=int, default=5000)
+    p.add_argument("--serve-port", type=int, default=8080)
+    p.add_argument("--state-dir", type=Path, default=Path(".mlkube"))
+    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    p.add_argument("--watch-seconds", type=float, default=5.0, help="alias poll of the server")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each server")
+    p.add_argument("--no-serve", action="store_true", help="do not start the model server")
+    p.add_argument("--run-for", type=float, help=argparse.SUPPRESS)  # tests: stop by itself
+    p.set_defaults(func=run)

@@ -1,0 +1,118 @@
+"""``make up`` end to end: MLflow answers, the alias is set, SIGINT leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlkube.mlflow_server import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children of children too), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen[str]) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"make up exited early with {proc.returncode}"
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_make_up_serves_and_stops_cleanly(repo_root: Path, tmp_path: Path) -> None:
+    mlflow_port, serve_port = free_port(), free_port()
+    log = (tmp_path / "make-up.log").open("w")
+    proc = subprocess.Popen(
+        ["make", "-s", "up", f"MLFLOW_PORT={mlflow_port}", f"SERVE_PORT={serve_port}",
+         f"STATE_DIR={tmp_path / 'state'}"],
+        cwd=repo_root, stdout=log, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # like a terminal: Ctrl-C goes to this group
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{mlflow_port}"
+    try:
+        wait_for(lambda: urllib.request.urlopen(uri, timeout=2).status == 200, 240, "UI", proc)
+        alias_url = (
+            f"{uri}/api/2.0/mlflow/registered-models/alias?name=iris-classifier&alias=production"
+        )
+        wait_for(lambda: "model_version" in get_json(alias_url), 240, "the alias", proc)
+        assert get_json(alias_url)["model_version"]["version"] == "1"  # type: ignore[index]
+        wait_for(lambda: "Ctrl-C" in (tmp_path / "make-up.log").read_text(), 240, "up", proc)
+        output = (tmp_path / "make-up.log").read_text()
+        if "Model server:" in output:  # the serving app answers the printed example
+            ready = f"http://127.0.0.1:{serve_port}/healthz/ready"
+            assert urllib.request.urlopen(ready, timeout=5).status == 200
+            assert "It answers:" in output
+        children = descendants(proc.pid)
+        assert children, "make up started no processes"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        log.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in children):
+        time.sleep(0.2)
+    survivors = [p for p in children if alive(p)]
+    assert not survivors, f"processes survived Ctrl-C: {survivors}"
+    assert "Stopped." in (tmp_path / "make-up.log").read_text()
+    assert (tmp_path / "state" / "mlflow.db").exists()  # state kept for the next make up
+
+
+def test_port_in_use_is_reported(repo_root: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            ["make", "-s", "up", f"MLFLOW_PORT={port}", f"STATE_DIR={tmp_path}"],
+            cwd=repo_root, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode != 0
+    assert f"port {port} for MLflow is already in use" in proc.stderr
