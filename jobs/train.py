@@ -124,6 +124,7 @@ def train(
             # Explicit requirements: MLflow's inference imports the model in a subprocess and
             # costs ~30 s a run; these are exactly what the pipeline needs to load.
             pip_requirements=model_requirements(),
+            skops_trusted_types=trusted_types(pipeline),
         )
         version = str(info.registered_model_version)
         log.info("registered %s v%s", settings.model_name, version)
@@ -148,8 +149,17 @@ def train(
 def model_requirements() -> list[str]:
     from importlib.metadata import version
 
-    packages = ("mlflow-skinny", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
+    packages = ("mlflow-skinny", "scikit-learn", "numpy", "pandas", "scipy", "skops")
     return [f"{name}=={version(name)}" for name in packages]
+
+
+def trusted_types(pipeline: Any) -> list[str] | None:
+    """Types skops refuses to load without being told (e.g. a random forest's trees). We built
+    this model in this very process, so it is trusted by construction; naming the types lets the
+    server load it without falling back to pickle."""
+    from skops.io import dumps, get_untrusted_types
+
+    return list(get_untrusted_types(data=dumps(pipeline))) or None
 
 
 def _run_tags(settings: TrainSettings, seed: int) -> dict[str, str]:
