@@ -10,11 +10,13 @@ ENV ?= kind
 KIND_CLUSTER ?= mlkube
 NAMESPACE ?= mlkube
 RELEASE ?= mlkube
-IMG_TAG ?= dev
+# Image tag; empty = the chart appVersion (on kind plus the image id, so a rebuilt image rolls its pods).
+IMG_TAG ?=
 IMAGE_REGISTRY ?=
 VALUES ?=
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 8080
+STATE_DIR ?= .mlkube
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -24,14 +26,14 @@ export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: help
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
-	/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	/^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
 	/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Quick start
 
 .PHONY: up
 up: venv ## Run MLflow, one training run and the model server on this machine (Ctrl-C stops all)
-	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT)
+	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT) --state-dir $(STATE_DIR)
 
 .PHONY: test
 test: venv tools ## Run every test: unit, integration (real MLflow + uvicorn), charts, workflows
@@ -42,7 +44,7 @@ test: venv tools ## Run every test: unit, integration (real MLflow + uvicorn), c
 .PHONY: train
 train: venv ## Run one training run: on the cluster when ENV is set to a cluster, else against the local MLflow
 ifeq ($(origin ENV),command line)
-	$(PY) -m mlkube train --env $(ENV) --namespace $(NAMESPACE) --release $(RELEASE)
+	$(DEPLOY) train $(DEPLOY_ARGS)
 else
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} $(PY) -m jobs.train --trigger manual
 endif
@@ -66,6 +68,42 @@ bench: venv ## Benchmark the model server against `mlflow models serve` and a ba
 .PHONY: clean
 clean: ## Remove the local state (.mlkube), caches and the venv
 	rm -rf .mlkube .pytest_cache .mypy_cache .ruff_cache $(VENV)
+
+##@ Deployment (ENV=kind, the default: a local kind cluster; ENV=eks: the current kube-context)
+
+DEPLOY = $(PY) -m mlkube.deploy
+DEPLOY_ARGS = --env $(ENV) --cluster $(KIND_CLUSTER) --namespace $(NAMESPACE) --release $(RELEASE)
+# PLATFORM (e.g. linux/arm64 for Graviton nodes): build with buildx for it and push.
+IMAGE_ARGS = $(if $(IMG_TAG),--tag $(IMG_TAG)) $(if $(IMAGE_REGISTRY),--registry $(IMAGE_REGISTRY)) \
+	$(if $(PLATFORM),--platform $(PLATFORM))
+
+.PHONY: deploy
+deploy: venv ## Cluster, images, Helm release, first training (ENV=eks: IMAGE_REGISTRY=..., VALUES=file)
+	$(DEPLOY) deploy $(DEPLOY_ARGS) $(IMAGE_ARGS) $(if $(VALUES),--values $(VALUES))
+
+.PHONY: images
+images: venv ## Build the mlkube-{mlflow,train,serve,rollout} images from images/Dockerfile
+	$(DEPLOY) images $(DEPLOY_ARGS) $(IMAGE_ARGS)
+
+.PHONY: ui
+ui: venv ## Port-forward to the MLflow UI on http://127.0.0.1:MLFLOW_PORT (5000)
+	$(DEPLOY) ui $(DEPLOY_ARGS) --port $(MLFLOW_PORT)
+
+.PHONY: predict
+predict: venv ## Send a prediction through the Ingress and show the answer
+	$(DEPLOY) predict $(DEPLOY_ARGS)
+
+.PHONY: status
+status: venv ## Show the release, its pods, the served model version and the Ingress address
+	$(DEPLOY) status $(DEPLOY_ARGS)
+
+.PHONY: e2e
+e2e: venv ## End-to-end test of the deployment: predict, promote, rollout under load (after make deploy)
+	$(DEPLOY) e2e $(DEPLOY_ARGS)
+
+.PHONY: destroy
+destroy: venv ## Delete the kind cluster (ENV=eks: helm uninstall, needs YES=1)
+	$(DEPLOY) destroy $(DEPLOY_ARGS) $(if $(YES),--yes)
 
 ##@ Dependencies
 

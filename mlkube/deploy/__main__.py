@@ -1,0 +1,5 @@
+import sys
+
+from mlkube.deploy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""Reading the cluster through kubectl: find the release's objects by label, wait for them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mlkube.deploy.runner import StepFailed
+from mlkube.names import ANNOTATION_MODEL_VERSION, LABEL_MODEL_NAME
+
+if TYPE_CHECKING:
+    from mlkube.deploy.steps import Ctx
+
+T = TypeVar("T")
+
+INSTANCE = "app.kubernetes.io/instance"
+COMPONENT = "app.kubernetes.io/component"
+
+
+def release_selector(release: str, component: str | None = None) -> str:
+    selector = f"{INSTANCE}={release}"
+    return f"{selector},{COMPONENT}={component}" if component else selector
+
+
+def get_json(ctx: Ctx, *args: str) -> dict[str, Any]:
+    out = ctx.kubectl("get", *args, "-o", "json").stdout
+    try:
+        data = json.loads(out)
+    except json.JSONDecodeError as exc:
+        raise StepFailed(f"kubectl get {' '.join(args)} did not answer JSON: {out[:200]}") from exc
+    if not isinstance(data, dict):
+        raise StepFailed(f"kubectl get {' '.join(args)} answered {type(data).__name__}")
+    return data
+
+
+def items(ctx: Ctx, kind: str, selector: str) -> list[dict[str, Any]]:
+    found = get_json(ctx, kind, "-n", ctx.opts.namespace, "-l", selector).get("items", [])
+    return [item for item in found if isinstance(item, dict)]
+
+
+def name_of(obj: dict[str, Any]) -> str:
+    return str(obj.get("metadata", {}).get("name", ""))
+
+
+def wait_for(
+    ctx: Ctx, what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 3.0
+) -> T:
+    """Call ``probe`` until it returns something other than None; StepFailed after ``timeout``."""
+    deadline = ctx.clock() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if ctx.clock() >= deadline:
+            raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+        ctx.sleep(interval)
+
+
+# --- the release's objects ---------------------------------------------------------------
+
+
+def find_one(ctx: Ctx, kind: str, selector: str, what: str) -> dict[str, Any]:
+    found = items(ctx, kind, selector)
+    if not found:
+        raise StepFailed(
+            f"no {what} found ({kind} with labels {selector} in namespace {ctx.opts.namespace}); "
+            "is the release installed? (make deploy)",
+            look=f"kubectl --context {ctx.context} -n {ctx.opts.namespace} get {kind} "
+            "--show-labels",
+        )
+    return sorted(found, key=name_of)[0]
+
+
+def mlflow_service(ctx: Ctx) -> str:
+    return name_of(
+        find_one(ctx, "service", release_selector(ctx.opts.release, "mlflow"), "MLflow Service")
+    )
+
+
+def mlflow_deployment(ctx: Ctx) -> str:
+    return name_of(
+        find_one(
+            ctx, "deployment", release_selector(ctx.opts.release, "mlflow"), "MLflow Deployment"
+        )
+    )
+
+
+def serving_deployment(ctx: Ctx) -> dict[str, Any]:
+    # The operator finds serving Deployments by this label; so do we.
+    return find_one(
+        ctx,
+        "deployment",
+        f"{release_selector(ctx.opts.release)},{LABEL_MODEL_NAME}",
+        "serving Deployment",
+    )
+
+
+def training_cronjob(ctx: Ctx) -> str:
+    return name_of(find_one(ctx, "cronjob", release_selector(ctx.opts.release), "training CronJob"))
+
+
+def deployment_available(dep: dict[str, Any]) -> bool:
+    """Rolled out: the controller saw the latest spec, every replica is updated and available."""
+    spec, status = dep.get("spec", {}), dep.get("status", {})
+    want = int(spec.get("replicas", 1))
+    generation = int(dep.get("metadata", {}).get("generation", 0))
+    return (
+        int(status.get("observedGeneration", 0)) >= generation
+        and int(status.get("updatedReplicas", 0)) >= want
+        and int(status.get("availableReplicas", 0)) >= want
+        and int(status.get("replicas", 0)) == want  # no old pods left
+    )
+
+
+def pinned_version(dep: dict[str, Any]) -> str | None:
+    """The model version the operator pinned on the pod template, if any."""
+    annotations = dep.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations")
+    value = (annotations or {}).get(ANNOTATION_MODEL_VERSION)
+    return str(value) if value else None
+
+
+def ingress_address(ingress: dict[str, Any]) -> str | None:
+    """The Ingress's load-balancer IP (cloud-provider-kind) or hostname (AWS ALB)."""
+    for entry in ingress.get("status", {}).get("loadBalancer", {}).get("ingress") or []:
+        address = entry.get("ip") or entry.get("hostname")
+        if address:
+            return str(address)
+    return None
+
+
+def ingress_path(ingress: dict[str, Any]) -> str:
+    """The path prefix the Ingress routes (``""`` for ``/``), to put before ``/invocations``."""
+    for rule in ingress.get("spec", {}).get("rules") or []:
+        for path in (rule.get("http") or {}).get("paths") or []:
+            return str(path.get("path") or "/").rstrip("/")
+    return ""
+
+
+def published_port(ports: str, container_port: int) -> int | None:
+    """The host port that ``docker ps --format {{.Ports}}`` shows for ``container_port``:
+    ``0.0.0.0:42381->80/tcp, [::]:42381->80/tcp`` gives 42381 for 80."""
+    for part in ports.split(","):
+        part = part.strip()
+        if "->" not in part:
+            continue
+        host, target = part.split("->", 1)
+        if target.split("/", 1)[0] != str(container_port):
+            continue
+        port = host.rsplit(":", 1)[-1]
+        if port.isdigit():
+            return int(port)
+    return None

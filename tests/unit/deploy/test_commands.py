@@ -1,0 +1,341 @@
+"""The other commands (destroy, ui, predict, status, train, images, check-tag), the CLI's
+validation, tool discovery, and the pure helpers."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlkube.deploy import cli, kube
+from mlkube.deploy.helm import Revision, merge_values
+from mlkube.deploy.options import Options
+from mlkube.deploy.runner import run_steps
+from mlkube.deploy.steps import (
+    plan_destroy,
+    plan_predict,
+    plan_status,
+    plan_train,
+    plan_ui,
+    urllib_http,
+)
+from tests.unit.deploy.fakes import (
+    ALL_TOOLS,
+    INSTANCE,
+    FakeCommands,
+    FakeHelm,
+    FakeHttp,
+    deployment,
+    fail,
+    ingress,
+    kjson,
+    make_ctx,
+    make_repo,
+    obj,
+    ok,
+)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def with_kind_context(cmds: FakeCommands) -> FakeCommands:
+    return cmds.on("kubectl", "config", "get-contexts", answer=ok("kind-mlkube\n"))
+
+
+# --- helm values -------------------------------------------------------------------------------
+
+
+def test_merge_values_follows_helm() -> None:
+    base = {"a": {"b": 1, "c": [1, 2], "d": "keep"}, "e": 1}
+    over = {"a": {"b": 2, "c": [3], "d": None}, "f": {"g": 1}}
+    assert merge_values(base, over) == {"a": {"b": 2, "c": [3]}, "e": 1, "f": {"g": 1}}
+    assert base["a"]["c"] == [1, 2]  # inputs untouched
+
+
+# --- pure cluster helpers ------------------------------------------------------------------
+
+
+def test_deployment_available_needs_every_replica_updated_and_no_old_pods() -> None:
+    assert kube.deployment_available(deployment("d", replicas=2))
+    assert not kube.deployment_available(deployment("d", replicas=2, updated=1))
+    assert not kube.deployment_available(deployment("d", replicas=2, available=1))
+    assert not kube.deployment_available(deployment("d", replicas=2, current=3))  # old pod left
+    stale = deployment("d", generation=2)
+    stale["status"]["observedGeneration"] = 1
+    assert not kube.deployment_available(stale)
+
+
+def test_ingress_address_and_published_port() -> None:
+    assert kube.ingress_address(ingress(ip="10.0.0.1")) == "10.0.0.1"
+    assert kube.ingress_address(
+        {
+            "status": {
+                "loadBalancer": {
+                    "ingress": [{"hostname": "k8s-mlkube-abc.eu-west-1.elb.amazonaws.com"}]
+                }
+            }
+        }
+    ) == ("k8s-mlkube-abc.eu-west-1.elb.amazonaws.com")
+    assert kube.ingress_address(ingress(ip=None)) is None
+    assert kube.published_port("0.0.0.0:42381->80/tcp, [::]:42381->80/tcp", 80) == 42381
+    assert kube.published_port("0.0.0.0:5000->10000/tcp", 80) is None
+    assert kube.published_port("", 80) is None
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_eks_needs_a_registry(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["deploy", "--env", "eks", "--repo", str(repo)], cmds=FakeCommands())
+    assert exc.value.code == 2
+    assert "--registry (IMAGE_REGISTRY) is required with --env eks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["deploy", "--namespace", "Bad_NS"], "--namespace 'Bad_NS': lower-case letters"),
+        (["deploy", "--values", "/nope.yaml"], "--values /nope.yaml: no such file"),
+        (["ui", "--port", "70000"], "--port '70000': a number from 1 to 65535"),
+        (["train", "--timeout", "0"], "--timeout '0': a positive number"),
+        (["deploy", "--env", "gke"], "argument --env: invalid choice: 'gke'"),
+        (["images", "--platform", "linux/arm64"], "--platform (PLATFORM) builds with buildx"),
+    ],
+)
+def test_bad_flags_are_named(
+    repo: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--repo", str(repo)], cmds=FakeCommands())
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_main_runs_the_planned_steps(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cmds = FakeCommands().on("kind", "get", "clusters", answer=ok("mlkube\n"))
+    code = cli.main(
+        ["destroy", "--repo", str(repo), "--cluster", "mlkube"],
+        cmds=cmds,
+        helm=FakeHelm(),
+        tools=ALL_TOOLS,
+    )
+    assert code == 0, capsys.readouterr().out
+    assert cmds.ran("kind", "delete", "cluster") == [
+        ["kind", "delete", "cluster", "--name", "mlkube"]
+    ]
+
+
+def test_check_tag(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check-tag", "--tag", "v0.1.0", "--repo", str(repo)]) == 0
+    assert "matches the chart's appVersion 0.1.0" in capsys.readouterr().out
+    assert cli.main(["check-tag", "--tag", "v0.2.0", "--repo", str(repo)]) == 1
+    assert "tag 'v0.2.0' does not match the chart's appVersion '0.1.0'" in capsys.readouterr().err
+
+
+def test_find_tools_prefers_the_users_own(tmp_path: Path) -> None:
+    repo, user = tmp_path / "repo", tmp_path / "user"
+    (repo / "bin").mkdir(parents=True)
+    user.mkdir()
+    for path in (repo / "bin" / "helm", repo / "bin" / "kubectl", user / "kubectl"):
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    # The Makefile puts ./bin first on PATH; the user's kubectl still wins.
+    found = cli.find_tools(repo, path=os.pathsep.join([str(repo / "bin"), str(user)]))
+    assert found["kubectl"] == str(user / "kubectl")
+    assert found["helm"] == str(repo / "bin" / "helm")  # the fallback
+    assert found["kind"] is None
+
+
+# --- destroy -----------------------------------------------------------------------------------
+
+
+def test_destroy_kind_removes_the_provider_only_when_no_cluster_is_left(repo: Path) -> None:
+    cmds = FakeCommands()
+    cmds.on("kind", "get", "clusters", answer=[ok("mlkube\nother\n"), ok("other\n")])
+    cmds.on("docker", "ps", "-a", answer=ok("mlkube-cloud-provider-kind\n"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds)
+    assert run_steps(plan_destroy(ctx.opts), ctx) == 0
+    assert cmds.ran("kind", "delete", "cluster", "--name", "mlkube")
+    assert not cmds.ran("docker", "rm")
+    assert "other kind clusters use it" in out.getvalue()
+
+    cmds = FakeCommands()
+    cmds.on("kind", "get", "clusters", answer=[ok("mlkube\n"), ok("")])
+    cmds.on("docker", "ps", "-a", answer=ok("mlkube-cloud-provider-kind\n"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds)
+    assert run_steps(plan_destroy(ctx.opts), ctx) == 0
+    assert cmds.ran("docker", "rm") == [["docker", "rm", "-f", "mlkube-cloud-provider-kind"]]
+
+
+def test_destroy_eks_needs_confirmation(repo: Path) -> None:
+    cmds = FakeCommands().on("kubectl", "config", "current-context", answer=ok("prod\n"))
+    helm = FakeHelm()
+    ctx, out, _ = make_ctx(Options(repo=repo, env="eks"), cmds, helm)
+    assert run_steps(plan_destroy(ctx.opts), ctx) == 1
+    assert "make destroy ENV=eks YES=1" in out.getvalue()
+    assert not helm.calls
+
+    ctx, out, _ = make_ctx(Options(repo=repo, env="eks", yes=True), cmds, helm)
+    assert run_steps(plan_destroy(ctx.opts), ctx) == 0
+    assert helm.calls == [
+        ("uninstall", {"release": "mlkube", "namespace": "mlkube", "context": "prod"})
+    ]
+
+
+# --- ui, predict, status, train ------------------------------------------------------------------
+
+
+def test_ui_port_forwards_to_the_mlflow_service(repo: Path) -> None:
+    cmds = with_kind_context(FakeCommands())
+    cmds.on("kubectl", "get", "service", answer=kjson({"metadata": {"name": "mlkube-mlflow"}}))
+    ctx, out, _ = make_ctx(Options(repo=repo, port=5001), cmds)
+    assert run_steps(plan_ui(ctx.opts), ctx) == 0
+    assert cmds.ran("kubectl", "port-forward") == [
+        [
+            "kubectl",
+            "port-forward",
+            "-n",
+            "mlkube",
+            "--address",
+            "127.0.0.1",
+            "svc/mlkube-mlflow",
+            "5001:5000",
+        ]
+    ]
+    assert "MLflow UI on http://127.0.0.1:5001" in out.getvalue()
+    get = cmds.ran("kubectl", "get", "service")[0]
+    assert get[get.index("-l") + 1] == f"{INSTANCE},app.kubernetes.io/component=mlflow"
+
+
+def test_ui_without_a_cluster_says_so(repo: Path) -> None:
+    cmds = FakeCommands().on("kubectl", "config", "get-contexts", answer=ok("kind-other\n"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds)
+    assert run_steps(plan_ui(ctx.opts), ctx) == 1
+    assert "no kube-context kind-mlkube" in out.getvalue()
+
+
+def test_predict_through_the_ingress(repo: Path) -> None:
+    cmds = with_kind_context(FakeCommands())
+    cmds.on(
+        "kubectl get ingress -n mlkube -l",
+        INSTANCE,
+        answer=kjson(ingress(host="mlkube.local")),
+    )
+    cmds.on("kubectl", "get", "ingress", "mlkube-serving", answer=obj(**ingress()))
+    http = FakeHttp().on("POST", "/invocations", (200, {"predictions": ["setosa", "virginica"]}))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+
+    assert run_steps(plan_predict(ctx.opts), ctx) == 0
+
+    method, url, body, headers = http.requests[0]
+    assert (method, url) == ("POST", "http://172.18.0.5/invocations")
+    assert headers["Host"] == "mlkube.local"
+    assert json.loads(body or b"")["dataframe_split"]["columns"][0] == "sepal_length"
+    assert '"predictions": ["setosa", "virginica"]' in out.getvalue()
+    assert "-H 'Host: mlkube.local'" in out.getvalue()
+
+
+def test_predict_error_shows_the_answer(repo: Path) -> None:
+    cmds = with_kind_context(FakeCommands())
+    cmds.on("kubectl", "get", "ingress", "-n", "mlkube", "-l", INSTANCE, answer=kjson(ingress()))
+    cmds.on("kubectl", "get", "ingress", "mlkube-serving", answer=obj(**ingress()))
+    http = FakeHttp().on("POST", "/invocations", (503, {"detail": "model not loaded"}))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+    assert run_steps(plan_predict(ctx.opts), ctx) == 1
+    assert "answered 503" in out.getvalue()
+    assert "model not loaded" in out.getvalue()
+    assert "logs -l app.kubernetes.io/component=serving" in out.getvalue()
+
+
+def test_status(repo: Path) -> None:
+    cmds = with_kind_context(FakeCommands())
+    cmds.on("kubectl", "get", "deployment", answer=kjson(deployment("mlkube-serving", version="7")))
+    cmds.on("kubectl", "get", "ingress", answer=kjson(ingress()))
+    helm = FakeHelm(installed=Revision("mlkube", "mlkube", 4, "deployed"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, helm)
+    assert run_steps(plan_status(ctx.opts), ctx) == 0
+    text = out.getvalue()
+    assert "release mlkube revision 4: deployed" in text
+    assert "serving: model version 7, 2/2 ready" in text
+    assert "ingress: 172.18.0.5" in text
+
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, FakeHelm())
+    assert run_steps(plan_status(ctx.opts), ctx) == 1
+    assert "release mlkube is not installed in mlkube: make deploy" in out.getvalue()
+
+
+def test_train_on_the_cluster_creates_a_job_from_the_cronjob(repo: Path) -> None:
+    cmds = FakeCommands().on("kubectl", "config", "current-context", answer=ok("prod\n"))
+    cmds.on("kubectl", "get", "cronjob", answer=kjson({"metadata": {"name": "mlkube-training"}}))
+    cmds.on("kubectl", "get", "job", answer=obj(status={"succeeded": 1}))
+    ctx, out, _ = make_ctx(Options(repo=repo, env="eks"), cmds)
+    assert run_steps(plan_train(ctx.opts), ctx) == 0
+    assert cmds.ran("kubectl", "create", "job")[0][4] == "--from=cronjob/mlkube-training"
+    logs = cmds.ran("kubectl", "logs")[0]
+    assert logs[:4] == ["kubectl", "logs", "-f", "job/mlkube-training-manual-20260101000000"]
+    assert "--pod-running-timeout=600s" in logs
+    assert {c for c, w in zip(cmds.contexts, cmds.calls, strict=True) if w[1] != "config"} == {
+        "prod"
+    }
+
+
+def test_train_without_the_release(repo: Path) -> None:
+    cmds = with_kind_context(FakeCommands()).on("kubectl", "get", "cronjob", answer=kjson())
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds)
+    assert run_steps(plan_train(ctx.opts), ctx) == 1
+    assert "no training CronJob found" in out.getvalue()
+    assert "is the release installed? (make deploy)" in out.getvalue()
+
+
+def test_kubectl_failure_shows_its_stderr(repo: Path) -> None:
+    cmds = with_kind_context(FakeCommands())
+    cmds.on("kubectl", "get", "cronjob", answer=fail("error: You must be logged in to the server"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds)
+    assert run_steps(plan_train(ctx.opts), ctx) == 1
+    assert "You must be logged in to the server" in out.getvalue()
+    assert "kubectl --context kind-mlkube -n mlkube get cronjob,jobs" in out.getvalue()
+
+
+# --- the real HTTP helper, against a local server ----------------------------------------------
+
+
+@pytest.fixture
+def local_server() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = 200 if json.loads(body).get("ok") else 422
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(json.dumps({"host": self.headers["Host"]}).encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_urllib_http_returns_errors_as_answers(local_server: str) -> None:
+    status, body = urllib_http(
+        "POST", f"{local_server}/x", b'{"ok": true}', {"Host": "mlkube.local"}
+    )
+    assert status == 200
+    assert json.loads(body) == {"host": "mlkube.local"}
+    status, _ = urllib_http("POST", f"{local_server}/x", b'{"ok": false}', {})
+    assert status == 422
+    with pytest.raises(OSError, match="refused"):
+        urllib_http("GET", "http://127.0.0.1:9/", None, {}, timeout=2)

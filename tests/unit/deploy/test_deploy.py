@@ -1,0 +1,484 @@
+"""`make deploy` end to end against fakes: which steps run, in which order, with which commands
+and which Helm values; and what the user reads when a step fails."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlkube.deploy.helm import HelmError, Revision
+from mlkube.deploy.options import CLOUD_PROVIDER_KIND_IMAGE, Options
+from mlkube.deploy.runner import run_steps
+from mlkube.deploy.steps import plan_deploy
+from tests.unit.deploy.fakes import (
+    INSTANCE,
+    FakeCommands,
+    FakeHelm,
+    FakeHttp,
+    deployment,
+    fail,
+    ingress,
+    kjson,
+    make_ctx,
+    make_repo,
+    obj,
+    ok,
+)
+
+MLFLOW_SEL = f"{INSTANCE},app.kubernetes.io/component=mlflow"
+SERVING_SEL = f"{INSTANCE},mlkube.io/model-name"
+
+
+def image_id(words: list[str]) -> str:
+    return "sha256:" + hashlib.sha256(words[-1].encode()).hexdigest()
+
+
+def short_id(ref: str) -> str:
+    return hashlib.sha256(ref.encode()).hexdigest()[:12]
+
+
+def cluster_world(
+    cmds: FakeCommands,
+    *,
+    serving_available: int = 0,
+    job_states: list[dict[str, object]] | None = None,
+    ingress_ips: tuple[str | None, ...] = ("172.18.0.5",),
+) -> FakeCommands:
+    """A cluster where the release's objects exist and come up."""
+    serving = deployment(
+        "mlkube-serving",
+        available=serving_available,
+        labels={"mlkube.io/model-name": "iris-classifier"},
+    )
+    cmds.on(
+        "kubectl get deployment -n mlkube -l",
+        INSTANCE,
+        answer=kjson(
+            deployment("mlkube-mlflow", replicas=1),
+            serving,
+            deployment("mlkube-rollout", replicas=1),
+        ),
+    )
+    cmds.on(
+        "kubectl get deployment -n mlkube -l",
+        MLFLOW_SEL,
+        answer=kjson(deployment("mlkube-mlflow", replicas=1)),
+    )
+    cmds.on(
+        "kubectl", "get", "deployment", "-n", "mlkube", "-l", SERVING_SEL, answer=kjson(serving)
+    )
+    cmds.on("kubectl", "get", "cronjob", answer=kjson({"metadata": {"name": "mlkube-training"}}))
+    cmds.on(
+        "kubectl", "get", "job", answer=[obj(status=s) for s in (job_states or [{"succeeded": 1}])]
+    )
+    cmds.on("kubectl", "get", "ingress", "-n", "mlkube", "-l", INSTANCE, answer=kjson(ingress()))
+    cmds.on(
+        "kubectl get ingress mlkube-serving",
+        answer=[obj(**ingress(ip=ip)) for ip in ingress_ips],
+    )
+    return cmds
+
+
+def kind_world(
+    *, cluster_exists: bool = False, provider_running: bool = False, **kw: object
+) -> FakeCommands:
+    cmds = FakeCommands()
+    cmds.on("docker", "info", answer=ok("27.3.1\n"))
+    cmds.on("kind", "get", "clusters", answer=ok("mlkube\n" if cluster_exists else "other\n"))
+    cmds.on("kubectl", "config", "get-contexts", answer=ok("kind-mlkube\nkind-other\n"))
+    cmds.on("kubectl", "get", "nodes", answer=ok("node/mlkube-control-plane\n"))
+    running = (
+        f"mlkube-cloud-provider-kind\t{CLOUD_PROVIDER_KIND_IMAGE}\n" if provider_running else ""
+    )
+    cmds.on("docker", "ps", "--format", answer=ok(running + "web\tnginx:1.27\n"))
+    cmds.on("pgrep", answer=fail("", 1))
+    cmds.on("docker", "ps", "-a", answer=ok(""))
+    cmds.on("docker", "image", "inspect", answer=lambda w: ok(image_id(w) + "\n"))
+    return cluster_world(cmds, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def ready_http() -> FakeHttp:
+    return FakeHttp().on("GET", "/healthz/ready", (200, {"status": "ready"}))
+
+
+def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) -> None:
+    # The chart's own first-run hook is off here, so the deploy trains (see the next test).
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"training": {"firstRun": {"enabled": False}}}))
+    cmds, helm, http = kind_world(), FakeHelm(), ready_http()
+    ctx, out, _ = make_ctx(Options(repo=repo, values=(mine,)), cmds, helm, http=http)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
+
+    # The cluster comes first, then Ingress, images, the release, MLflow, training, the rest.
+    order = [
+        cmds.index("docker", "info"),
+        cmds.index("kind", "create", "cluster"),
+        cmds.index("kubectl", "label", "node/mlkube-control-plane"),
+        cmds.index("docker", "run", "-d", "--name", "mlkube-cloud-provider-kind"),
+        cmds.index("kubectl", "get", "ingressclass", "cloud-provider-kind"),
+        cmds.index("docker", "build"),
+        cmds.index("kind", "load", "docker-image"),
+        cmds.index("kubectl", "rollout", "status", "deployment/mlkube-mlflow"),
+        cmds.index("kubectl", "create", "job"),
+        cmds.index("kubectl", "rollout", "status", "deployment/mlkube-rollout"),
+        cmds.index("kubectl", "get", "ingress", "mlkube-serving"),
+    ]
+    assert order == sorted(order)
+    assert cmds.ran("kind", "create", "cluster") == [
+        [
+            "kind",
+            "create",
+            "cluster",
+            "--name",
+            "mlkube",
+            "--config",
+            str(repo / "deploy" / "kind-config.yaml"),
+            "--wait",
+            "180s",
+        ]
+    ]
+    assert cmds.ran("kubectl", "label") == [
+        [
+            "kubectl",
+            "label",
+            "node/mlkube-control-plane",
+            "node.kubernetes.io/exclude-from-external-load-balancers-",
+        ]
+    ]
+    run = cmds.ran("docker", "run")[0]
+    assert run[-1] == CLOUD_PROVIDER_KIND_IMAGE  # no port mapping needed on Linux
+    assert ["--network", "kind"] == run[run.index("--network") : run.index("--network") + 2]
+
+    # Four targets from one Dockerfile, each retagged with its content id, all loaded into kind.
+    builds = cmds.ran("docker", "build")
+    assert [b[b.index("--target") + 1] for b in builds] == ["mlflow", "train", "serve", "rollout"]
+    assert builds[2] == [
+        "docker",
+        "build",
+        "--target",
+        "serve",
+        "-f",
+        str(repo / "images" / "Dockerfile"),
+        "-t",
+        "mlkube-serve:0.1.0",
+        str(repo),
+    ]
+    serve_tag = f"0.1.0-{short_id('mlkube-serve:0.1.0')}"
+    assert ["docker", "tag", "mlkube-serve:0.1.0", f"mlkube-serve:{serve_tag}"] in cmds.calls
+    load = cmds.ran("kind", "load", "docker-image")[0]
+    assert load[:5] == ["kind", "load", "docker-image", "--name", "mlkube"]
+    assert f"mlkube-serve:{serve_tag}" in load
+    assert len(load) == 9
+
+    # One Helm call: the kind values, our images, no --wait (the model does not exist yet).
+    [(name, call)] = helm.calls
+    assert name == "upgrade_install"
+    assert call["release"] == "mlkube"
+    assert call["chart"] == repo / "charts" / "mlkube"
+    assert call["namespace"] == "mlkube"
+    assert call["context"] == "kind-mlkube"
+    assert call["wait"] is False
+    assert call["atomic"] is False
+    assert call["timeout"] == "600s"  # hooks (first training) are awaited within it
+    values = call["values"]
+    assert values["serving"]["replicas"] == 2  # from values-kind.yaml
+    assert values["serving"]["image"] == {"repository": "mlkube-serve", "tag": serve_tag}
+    assert values["image"] == {"pullPolicy": "IfNotPresent"}  # no registry on kind
+    assert values["training"]["image"]["repository"] == "mlkube-train"
+
+    # The first training is a Job made from the CronJob.
+    assert cmds.ran("kubectl", "create", "job") == [
+        [
+            "kubectl",
+            "create",
+            "job",
+            "mlkube-training-manual-20260101000000",
+            "--from=cronjob/mlkube-training",
+            "-n",
+            "mlkube",
+        ]
+    ]
+    # Every kubectl call names the kind context explicitly.
+    kubectl_contexts = {
+        c
+        for w, c in zip(cmds.calls, cmds.contexts, strict=True)
+        if w[0] == "kubectl" and w[1] != "config"
+    }
+    assert kubectl_contexts == {"kind-mlkube"}
+    assert http.requests[-1][:2] == ("GET", "http://172.18.0.5/healthz/ready")
+    text = out.getvalue()
+    assert "==> [1/11] Checking docker, kind, kubectl, helm" in text
+    assert "mlkube is up in namespace mlkube" in text
+    assert "curl -s -X POST http://172.18.0.5/invocations" in text
+    assert "make ui" in text
+    assert "make train ENV=kind" in text
+
+
+def test_first_install_leaves_the_first_training_to_the_charts_hook(repo: Path) -> None:
+    cmds, helm = kind_world(), FakeHelm()
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, helm, http=ready_http())
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
+
+    assert not cmds.ran("kubectl", "create", "job")
+    assert "the chart's post-install hook trained once already: skipped" in out.getvalue()
+    assert "logs job/mlkube-training-first-run" in out.getvalue()
+
+
+def test_rerun_upgrades_in_place(repo: Path) -> None:
+    cmds = kind_world(cluster_exists=True, provider_running=True, serving_available=2)
+    helm = FakeHelm(installed=Revision("mlkube", "mlkube", 3, "deployed"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, helm, http=ready_http())
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
+
+    assert not cmds.ran("kind", "create")
+    assert not cmds.ran("docker", "run")  # a cloud-provider-kind is already serving
+    assert not cmds.ran("kubectl", "create", "job")  # a model is served: no first training
+    assert [name for name, _ in helm.calls] == ["upgrade_install"]
+    assert "release mlkube revision 4: deployed" in out.getvalue()
+    assert "a model is already served: skipped" in out.getvalue()
+
+
+def test_no_build_and_no_train(repo: Path) -> None:
+    opts = Options(repo=repo, build=False, train=False, tag="1.2.3")
+    keys = [s.key for s in plan_deploy(opts)]
+    assert keys == [
+        "tools",
+        "cluster",
+        "ingress",
+        "images",
+        "release",
+        "mlflow",
+        "rollout",
+        "address",
+        "summary",
+    ]
+    cmds, helm = kind_world(), FakeHelm()
+    ctx, out, _ = make_ctx(opts, cmds, helm, http=ready_http())
+    assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
+    assert not cmds.ran("docker", "build")
+    assert not cmds.ran("kind", "load")
+    assert helm.calls[0][1]["values"]["rollout"]["image"] == {
+        "repository": "mlkube-rollout",
+        "tag": "1.2.3",
+    }
+
+
+def test_kind_on_macos_maps_load_balancer_ports(repo: Path) -> None:
+    cmds = kind_world()
+    cmds.on(
+        "docker ps --filter label=io.x-k8s.cloud-provider-kind.cluster=mlkube",
+        answer=ok("0.0.0.0:42381->80/tcp, [::]:42381->80/tcp\n"),
+    )
+    http = ready_http()
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http, host_os="darwin")
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
+
+    assert cmds.ran("docker", "run")[0][-1] == "--enable-lb-port-mapping"
+    assert http.requests[-1][1] == "http://127.0.0.1:42381/healthz/ready"
+
+
+def test_eks_pushes_to_the_registry_and_layers_the_users_values(repo: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        yaml.safe_dump({"serving": {"replicas": 5, "ingress": {"hosts": ["z"]}, "resources": None}})
+    )
+    registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    opts = Options(repo=repo, env="eks", registry=registry, values=(mine,))
+    cmds = cluster_world(FakeCommands())
+    cmds.on("docker", "info", answer=ok("27.3.1"))
+    cmds.on(
+        "kubectl", "config", "current-context", answer=ok("arn:aws:eks:eu-west-1:1:cluster/prod\n")
+    )
+    helm = FakeHelm()
+    ctx, out, _ = make_ctx(opts, cmds, helm, http=ready_http())
+
+    assert [s.key for s in plan_deploy(opts)] == [
+        "tools",
+        "context",
+        "build",
+        "push",
+        "release",
+        "mlflow",
+        "train",
+        "rollout",
+        "address",
+        "summary",
+    ]
+    assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
+
+    assert not cmds.ran("kind")
+    assert [c[-1] for c in cmds.ran("docker", "push")] == [
+        f"{registry}/mlkube-{c}:0.1.0" for c in ("mlflow", "train", "serve", "rollout")
+    ]
+    assert not cmds.ran("docker", "tag")  # the appVersion tag, as the contract says
+    call = helm.calls[0][1]
+    assert call["context"] == "arn:aws:eks:eu-west-1:1:cluster/prod"
+    assert call["atomic"] is True  # a failed upgrade rolls back on a real cluster
+    values = call["values"]
+    assert values["image"] == {"registry": registry}
+    assert values["serving"]["replicas"] == 5  # the user's file is applied last
+    assert values["serving"]["ingress"] == {"className": "alb", "hosts": ["z"]}  # lists replaced
+    assert values["serving"]["image"] == {"repository": "mlkube-serve", "tag": "0.1.0"}
+    assert "make ui ENV=eks" in out.getvalue()
+
+
+def test_eks_refuses_a_kind_context(repo: Path) -> None:
+    opts = Options(repo=repo, env="eks", registry="r.example")
+    cmds = FakeCommands().on("kubectl", "config", "current-context", answer=ok("kind-mlkube\n"))
+    helm = FakeHelm()
+    ctx, out, _ = make_ctx(opts, cmds, helm)
+
+    assert run_steps(plan_deploy(opts), ctx) == 1
+
+    assert "ENV=eks refuses the kind context 'kind-mlkube'" in out.getvalue()
+    assert not helm.calls
+    assert not cmds.ran("docker", "build")
+
+
+def test_missing_tools_are_named_with_how_to_get_them(repo: Path) -> None:
+    cmds = FakeCommands()
+    tools = {"docker": "/usr/bin/docker", "kind": None, "kubectl": "/k", "helm": None}
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, tools=tools)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 1
+
+    text = out.getvalue()
+    assert "kind is missing: install kind" in text
+    assert "go install sigs.k8s.io/kind" in text
+    assert "helm is missing: run `make tools`" in text
+    assert "docker is missing" not in text
+    assert cmds.calls == []
+
+
+def test_docker_daemon_down(repo: Path) -> None:
+    cmds = FakeCommands().on("docker", "info", answer=fail("Cannot connect to the Docker daemon"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds)
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 1
+    assert "its daemon does not answer" in out.getvalue()
+    assert "Cannot connect to the Docker daemon" in out.getvalue()
+
+
+def test_failed_build_says_what_and_where_to_look(repo: Path) -> None:
+    cmds = kind_world(cluster_exists=True, provider_running=True)
+    cmds.on(
+        "docker build --target serve",
+        answer=fail("#12 ERROR: failed to solve: process did not complete"),
+    )
+    helm = FakeHelm()
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, helm)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 1
+
+    text = out.getvalue()
+    assert "FAILED: Building images" in text
+    assert "`docker build --target serve" in text
+    assert "failed to solve" in text
+    assert "Look with:\n  docker images 'mlkube-*'" in text
+    assert not helm.calls
+    assert not cmds.ran("kind", "load")
+    assert len(cmds.ran("docker", "build")) == 3  # mlflow, train, then serve failed
+
+
+def test_failed_helm_release_points_at_helm_status(repo: Path) -> None:
+    helm = FakeHelm(
+        fail_with=HelmError(
+            "helm upgrade --install mlkube failed: values don't "
+            "meet the specifications of the schema"
+        )
+    )
+    cmds = kind_world(cluster_exists=True, provider_running=True)
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, helm)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 1
+
+    text = out.getvalue()
+    assert "FAILED: helm upgrade --install mlkube" in text
+    assert "helm --kube-context kind-mlkube -n mlkube status mlkube" in text
+    assert not cmds.ran("kubectl", "rollout")
+
+
+def test_failed_training_job_names_the_job(repo: Path) -> None:
+    failed = {
+        "failed": 3,
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+            }
+        ],
+    }
+    cmds = kind_world(
+        cluster_exists=True, provider_running=True, job_states=[{"active": 1}, failed]
+    )
+    # An upgrade (the hook does not run) of a release that serves no model yet: it trains.
+    helm = FakeHelm(installed=Revision("mlkube", "mlkube", 1, "failed"))
+    ctx, out, clock = make_ctx(Options(repo=repo), cmds, helm)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 1
+
+    text = out.getvalue()
+    job = "mlkube-training-manual-20260101000000"
+    assert f"training job/{job} failed: BackoffLimitExceeded" in text
+    assert f"kubectl --context kind-mlkube -n mlkube logs job/{job}" in text
+    assert clock.slept == [3.0]  # polled twice, slept in between, without real time passing
+    # Its log was streamed to the terminal while it ran.
+    assert cmds.ran("kubectl", "logs", "-f", f"job/{job}")
+
+
+def test_ingress_without_an_address_times_out(repo: Path) -> None:
+    cmds = kind_world(
+        cluster_exists=True, provider_running=True, serving_available=2, ingress_ips=(None,)
+    )
+    ctx, out, clock = make_ctx(Options(repo=repo), cmds)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 1
+
+    text = out.getvalue()
+    assert "timed out after 300s waiting for an address on ingress/mlkube-serving" in text
+    assert "describe ingress" in text
+    assert 300 <= sum(clock.slept) < 310
+
+
+def test_eks_cross_platform_builds_push_with_buildx(repo: Path) -> None:
+    registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    opts = Options(repo=repo, env="eks", registry=registry, platform="linux/arm64")
+    cmds = cluster_world(FakeCommands(), serving_available=2)
+    cmds.on("kubectl config current-context", answer=ok("prod\n"))
+    ctx, out, _ = make_ctx(opts, cmds, FakeHelm(), http=ready_http())
+
+    assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
+
+    builds = cmds.ran("docker buildx build")
+    assert len(builds) == 4
+    assert builds[0][3:5] == ["--platform", "linux/arm64"]
+    assert builds[0][-2:] == ["--push", str(repo)]
+    assert f"{registry}/mlkube-mlflow:0.1.0" in builds[0]
+    assert not cmds.ran("docker push")
+    assert "pushed by buildx while building" in out.getvalue()
+
+
+def test_ingress_path_prefix_goes_before_the_endpoints(repo: Path) -> None:
+    routed = ingress()
+    routed["spec"]["rules"][0]["http"]["paths"][0]["path"] = "/iris/"
+    cmds = kind_world(cluster_exists=True, provider_running=True, serving_available=2)
+    cmds.on("kubectl get ingress -n mlkube -l", INSTANCE, answer=kjson(routed))
+    http = ready_http()
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
+
+    assert http.requests[-1][1] == "http://172.18.0.5/iris/healthz/ready"

@@ -1,0 +1,254 @@
+"""The e2e script's steps against fakes: what it checks, in which order, and what it dumps when
+something is wrong. (The real run is tests/e2e/test_kind.py, on a machine with Docker and kind.)"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlkube.deploy import e2e
+from mlkube.deploy.options import Options
+from mlkube.deploy.runner import StepFailed, run_steps
+from tests.unit.deploy.fakes import (
+    INSTANCE,
+    FakeCommands,
+    FakeHttp,
+    deployment,
+    fail,
+    ingress,
+    kjson,
+    make_ctx,
+    make_repo,
+    obj,
+    ok,
+)
+
+RUN_WEAK = "a" * 32
+RUN_GOOD = "b" * 32
+SERVING_SEL = f"{INSTANCE},mlkube.io/model-name"
+LABELS = {"mlkube.io/model-name": "iris-classifier"}
+
+
+def pod(name: str, terminating: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta}
+
+
+def world(
+    *, invocations: list[tuple[int, Any] | Exception] | None = None
+) -> tuple[FakeCommands, FakeHttp]:
+    cmds = FakeCommands()
+    cmds.on("kubectl", "config", "get-contexts", answer=ok("kind-mlkube\n"))
+    cmds.on(
+        "kubectl get deployment -n mlkube -l",
+        SERVING_SEL,
+        answer=[
+            kjson(deployment("mlkube-serving", version="1", labels=LABELS)),  # discover
+            kjson(deployment("mlkube-serving", version="1", labels=LABELS)),  # weak: not yet
+            kjson(deployment("mlkube-serving", version="2", labels=LABELS)),  # weak: rolled out
+            kjson(deployment("mlkube-serving", version="3", updated=1, labels=LABELS)),  # rolling
+            kjson(deployment("mlkube-serving", version="3", labels=LABELS)),  # rolled out
+        ],
+    )
+    cmds.on(
+        "kubectl get pod",
+        answer=kjson(pod("serving-a"), pod("serving-b"), pod("serving-old", terminating=True)),
+    )
+    cmds.on("kubectl", "get", "service", answer=kjson({"metadata": {"name": "mlkube-mlflow"}}))
+    cmds.on("kubectl", "get", "ingress", "-n", "mlkube", "-l", INSTANCE, answer=kjson(ingress()))
+    cmds.on("kubectl", "get", "ingress", "mlkube-serving", answer=obj(**ingress()))
+    cmds.on(
+        "python -m jobs.train --model-name iris-classifier --classifier dummy",
+        answer=ok(f"run {RUN_WEAK}: iris-classifier v2 PROMOTED (forced): ...\n"),
+    )
+    cmds.on(
+        "python -m jobs.train --model-name iris-classifier --classifier logistic_regression",
+        answer=ok(f"run {RUN_GOOD}: iris-classifier v3 not promoted (--no-promote)\n"),
+    )
+    cmds.on(
+        "python -m jobs.promote",
+        answer=ok(
+            "PROMOTED (beats the champion): challenger f1_macro=0.9667 vs champion v2 "
+            "f1_macro=0.1667\n"
+        ),
+    )
+    http = FakeHttp()
+    http.on("POST", "/invocations", *(invocations or [(200, {"predictions": ["a", "b"]})]))
+    http.on("GET", "/health", (200, "OK"))
+    http.on("GET", "/healthz/live", (200, {"status": "alive"}))
+    # /model: through the Ingress, then the two replicas on v2, the two on v3, the Ingress again.
+    http.on(
+        "GET",
+        "/model",
+        *[(200, {"name": "iris-classifier", "version": v}) for v in ("1", "2", "2", "3", "3", "3")],
+    )
+    return cmds, http
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def test_plan() -> None:
+    assert [s.key for s in e2e.plan_e2e(Options(repo=Path(".")))] == [
+        "tools",
+        "context",
+        "discover",
+        "predict",
+        "mlflow",
+        "weak",
+        "candidate",
+        "promote",
+        "ingress-model",
+    ]
+
+
+def test_full_run(repo: Path) -> None:
+    cmds, http = world()
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+    try:
+        code = run_steps(e2e.plan_e2e(ctx.opts), ctx)
+    finally:
+        e2e.run_cleanups(ctx)
+    text = out.getvalue()
+    assert code == 0, text
+
+    # Training runs locally against MLflow through a port-forward.
+    trains = [(w, env) for w, env in zip(cmds.calls, cmds.envs, strict=True) if w[0] == "python"]
+    assert [w[2] for w, _ in trains] == ["jobs.train", "jobs.train", "jobs.promote"]
+    assert "--force-promote" in trains[0][0]
+    assert "--no-promote" in trains[1][0]
+    assert trains[2][0][3:5] == ["--run-id", RUN_GOOD]
+    uri = trains[0][1]["MLFLOW_TRACKING_URI"]  # type: ignore[index]
+    assert uri.startswith("http://127.0.0.1:")
+    # Port-forwards: MLflow, then each live replica twice (weak, then candidate), all stopped.
+    targets = [p.argv[p.argv.index("--address") + 2] for p in cmds.spawned]
+    assert targets == [
+        "svc/mlkube-mlflow",
+        "pod/serving-a",
+        "pod/serving-b",
+        "pod/serving-a",
+        "pod/serving-b",
+    ]
+    assert all(p.stopped for p in cmds.spawned)
+    # The load ran through the Ingress, and nothing failed.
+    posts = [r for r in http.requests if r[0] == "POST"]
+    assert len(posts) >= 2 * e2e.MIN_REQUESTS
+    assert all(r[1] == "http://172.18.0.5/invocations" for r in posts)
+    assert "load during the rollout:" in text
+    assert ", 0 failed" in text
+    assert "every replica serves version 3: {'serving-a': '3', 'serving-b': '3'}" in text
+    assert "/model through the Ingress: version 3" in text
+
+
+def test_a_failed_request_during_the_rollout_fails_and_dumps_everything(repo: Path) -> None:
+    answers: list[tuple[int, Any] | Exception] = [(200, {"predictions": ["a", "b"]})] * 12
+    answers += [(502, "upstream connect error"), (200, {"predictions": ["a", "b"]})]
+    cmds, http = world(invocations=answers)
+    cmds.on(
+        "kubectl get pods -n mlkube -o name",
+        answer=ok("pod/serving-a\npod/mlkube-mlflow-0\n"),
+    )
+    cmds.on(
+        "kubectl logs -n mlkube pod/serving-a --all-containers --prefix --previous",
+        answer=fail('previous terminated container "serve" not found'),
+    )
+    artifacts = repo / "artifacts"
+    ctx, out, _ = make_ctx(Options(repo=repo, artifacts=artifacts), cmds, http=http)
+    ctx.failure_hook = e2e.dump_diagnostics
+    try:
+        code = run_steps(e2e.plan_e2e(ctx.opts), ctx)
+    finally:
+        e2e.run_cleanups(ctx)
+    text = out.getvalue()
+
+    assert code == 1
+    assert "FAILED: Promoting it through the gate under load" in text
+    assert "1 of " in text
+    assert "requests failed during the rollout" in text
+    assert "HTTP 502" in text
+    # Diagnostics: get, events, describe, and every pod's logs, on the console and on disk.
+    assert cmds.ran("kubectl", "describe", "all,ingress,cronjob,pvc,networkpolicy", "-n", "mlkube")
+    assert cmds.ran("kubectl", "logs", "-n", "mlkube", "pod/mlkube-mlflow-0")
+    assert (artifacts / "describe.txt").is_file()
+    assert (artifacts / "logs-serving-a.txt").is_file()
+    assert not (artifacts / "logs-previous-serving-a.txt").exists()  # it never restarted
+    assert "---- kubectl get events -n mlkube --sort-by=.lastTimestamp" in text
+    assert f"---- written to {artifacts}" in text
+    assert all(p.stopped for p in cmds.spawned)
+
+
+def test_a_replica_on_the_wrong_version_fails(repo: Path) -> None:
+    cmds, http = world()
+    http.on("GET", "/model", *[(200, {"version": v}) for v in ("1", "2", "1")])
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+    try:
+        code = run_steps(e2e.plan_e2e(ctx.opts), ctx)
+    finally:
+        e2e.run_cleanups(ctx)
+    assert code == 1
+    assert "expected version 2 on 2 replicas, /model says {'serving-a': '2', 'serving-b': '1'}" in (
+        out.getvalue()
+    )
+
+
+def test_the_gate_refusing_fails(repo: Path) -> None:
+    cmds, http = world()
+    cmds.on("python", "-m", "jobs.promote", answer=ok("not promoted (no better than v2)\n"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+    try:
+        assert run_steps(e2e.plan_e2e(ctx.opts), ctx) == 1
+    finally:
+        e2e.run_cleanups(ctx)
+    assert f"the gate did not promote run {RUN_GOOD}" in out.getvalue()
+
+
+# --- pure pieces -------------------------------------------------------------------------------
+
+
+def test_parse_train_output() -> None:
+    text = f"INFO something\nrun {RUN_GOOD}: iris-classifier v12 PROMOTED (no champion): ...\n"
+    assert e2e.parse_train_output(text) == (RUN_GOOD, "12")
+    with pytest.raises(StepFailed, match="cannot find 'run <id>"):
+        e2e.parse_train_output("error: cannot reach MLflow")
+
+
+def test_model_version_of() -> None:
+    assert e2e.model_version_of({"version": "3"}) == "3"
+    assert e2e.model_version_of({"model_version": 4}) == "4"
+    assert e2e.model_version_of({"model": {"version": 5}}) == "5"
+    assert e2e.model_version_of({"name": "x"}) is None
+
+
+def test_load_is_bounded_and_counts_failures() -> None:
+    calls = 0
+    lock = threading.Lock()
+
+    def send() -> int:
+        nonlocal calls
+        with lock:
+            calls += 1
+            n = calls
+        if n % 5 == 0:
+            raise ConnectionResetError("reset by peer")
+        return 200 if n % 7 else 503
+
+    load = e2e.Load(send, workers=3, max_requests=40, pause=0.0).start()
+    assert load.wait_sent(40, timeout=10)
+    report = load.stop()
+    assert report.sent == 40 == calls  # never more than max_requests
+    assert report.failed == 8 + 4  # every 5th raised; 7, 14, 21, 28 answered 503
+    assert any("ConnectionResetError" in e for e in report.errors)
+    assert any("HTTP 503" in e for e in report.errors)
+
+
+def test_load_stops_at_its_deadline() -> None:
+    load = e2e.Load(lambda: 200, max_requests=10**9, max_seconds=0.2, pause=0.01).start()
+    assert not load.wait_sent(10**9, timeout=5)  # the workers ended on their own
+    assert 0 < load.stop().sent < 10**9
