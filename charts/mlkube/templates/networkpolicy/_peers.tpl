@@ -1,0 +1,27 @@
+{{/* A NetworkPolicy peer: the release's pods of one component. */}}
+{{- define "mlkube.np.peer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "mlkube.selectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{/*
+Egress to MLflow: its pods on 5000, or, for an external server, any address on the port of
+mlflow.externalUri (80/443 by scheme when the URI has none).
+*/}}
+{{- define "mlkube.np.egressToMlflow" -}}
+{{- if .Values.mlflow.enabled }}
+- to:
+    {{- include "mlkube.np.peer" (dict "root" . "component" "mlflow") | nindent 4 }}
+  ports:
+    - protocol: TCP
+      port: 5000
+{{- else }}
+{{- $u := urlParse .Values.mlflow.externalUri }}
+{{- $port := ternary 443 80 (eq $u.scheme "https") }}
+{{- if contains ":" $u.host }}{{ $port = splitList ":" $u.host | last | int }}{{ end }}
+- ports:
+    - protocol: TCP
+      port: {{ $port }}
+{{- end }}
+{{- end }}

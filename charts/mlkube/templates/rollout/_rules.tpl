@@ -1,0 +1,15 @@
+{{/*
+Exactly what the operator calls (rollout.rbac.REQUIRED_RULES; tests/charts compares the two).
+*/}}
+{{- define "mlkube.rollout.rules" -}}
+# kopf lists and watches the labelled serving Deployments; the operator re-reads one before a
+# write and patches its pod template (never update, create or delete).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# Rollout started/succeeded/failed Events on those Deployments. kopf itself posts none: it runs
+# standalone (no peering objects) without namespace or CRD scanning.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
