@@ -21,7 +21,8 @@ PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
 BIN := $(CURDIR)/bin
-export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+# Your own helm/kubectl/kind come first; ./bin (make tools) is the fallback.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH):$(BIN)
 
 .PHONY: help
 help: ## Show this help
