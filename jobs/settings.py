@@ -21,16 +21,40 @@ class TrainSettings(BaseSettings):
         populate_by_name=True, protected_namespaces=(), extra="ignore"
     )
 
-    tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
-    model_name: str = Field(DEFAULT_MODEL_NAME, alias="MODEL_NAME", min_length=1)
-    model_alias: str = Field(DEFAULT_ALIAS, alias="MODEL_ALIAS", min_length=1)
-    experiment: str = Field("mlkube-training", alias="TRAIN_EXPERIMENT", min_length=1)
-    data: str | None = Field(None, alias="TRAIN_DATA", description="CSV/Parquet path or URL")
+    tracking_uri: str = Field(
+        "http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI", description="MLflow tracking server"
+    )
+    model_name: str = Field(
+        DEFAULT_MODEL_NAME, alias="MODEL_NAME", min_length=1, description="registered model"
+    )
+    model_alias: str = Field(
+        DEFAULT_ALIAS, alias="MODEL_ALIAS", min_length=1, description="alias the gate moves"
+    )
+    experiment: str = Field(
+        "mlkube-training", alias="TRAIN_EXPERIMENT", min_length=1, description="MLflow experiment"
+    )
+    data: str | None = Field(
+        None, alias="TRAIN_DATA", description="CSV/Parquet path or URL; unset: sklearn Iris"
+    )
     target: str | None = Field(None, alias="TRAIN_TARGET", description="label column of --data")
-    classifier: Classifier = Field("logistic_regression", alias="TRAIN_CLASSIFIER")
-    metric: Metric = Field("f1_macro", alias="TRAIN_METRIC")
-    min_improvement: float = Field(0.0, alias="TRAIN_MIN_IMPROVEMENT", ge=0.0)
-    trigger: Trigger = Field("manual", alias="TRAIN_TRIGGER")
-    seed: int | None = Field(None, alias="TRAIN_SEED", ge=0)
-    connect_timeout: float = Field(60.0, alias="TRAIN_CONNECT_TIMEOUT", gt=0)
-    git_commit: str | None = Field(None, alias="GIT_COMMIT")
+    classifier: Classifier = Field(
+        "logistic_regression", alias="TRAIN_CLASSIFIER", description="model to fit"
+    )
+    metric: Metric = Field(
+        "f1_macro", alias="TRAIN_METRIC", description="holdout metric the gate compares"
+    )
+    min_improvement: float = Field(
+        0.0, alias="TRAIN_MIN_IMPROVEMENT", ge=0.0,
+        description="margin the challenger must win by (ties keep the champion)",
+    )  # fmt: skip
+    trigger: Trigger = Field("manual", alias="TRAIN_TRIGGER", description="what started the run")
+    seed: int | None = Field(
+        None, alias="TRAIN_SEED", ge=0, description="bootstrap seed; unset: the run date YYYYMMDD"
+    )
+    connect_timeout: float = Field(
+        60.0, alias="TRAIN_CONNECT_TIMEOUT", gt=0,
+        description="seconds to retry an unreachable MLflow before failing",
+    )  # fmt: skip
+    git_commit: str | None = Field(
+        None, alias="GIT_COMMIT", description="code version to tag runs with (else `git rev-parse`)"
+    )
