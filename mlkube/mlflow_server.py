@@ -16,7 +16,10 @@ from mlkube.tracking import check_health
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on the port now. SO_REUSEADDR, as servers set it, so a
+    just-stopped server's TIME_WAIT connections do not count as "in use"."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
