@@ -1,0 +1,177 @@
+"""Kubernetes access for the operator, through the official client, on plain dicts.
+
+The calls here (and kopf's watch) are the whole of the operator's API use; ``rollout.rbac``
+lists them for the chart's Role, and a test compares the two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from rollout import __version__
+from rollout.plan import Event, JsonPatch
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"mlkube-rollout/{__version__}"
+COMPONENT = "mlkube-rollout"
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+TIMEOUT = (5.0, 30.0)  # connect, read
+
+
+class Conflict(RuntimeError):
+    """The Deployment changed under us (409, or a failed JSON-patch ``test``): re-read."""
+
+
+def load_configuration(kubeconfig: str | None) -> client.Configuration:
+    """The connection settings: ``kubeconfig`` when given, else in-cluster, else the default
+    kubeconfig ($KUBECONFIG or ~/.kube/config), as kubectl does."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        if not Path(kubeconfig).is_file():
+            raise ConfigException(f"--kubeconfig {kubeconfig}: no such file")
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+        return configuration
+    try:
+        config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    return configuration
+
+
+def default_namespace(kubeconfig: str | None) -> str:
+    """The namespace to watch when none is given: ours in a pod, else the kubeconfig context's."""
+    if not kubeconfig and IN_CLUSTER_NAMESPACE.is_file():
+        return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
+    try:
+        _, current = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+    except (ConfigException, OSError):
+        return "default"
+    return str((current or {}).get("context", {}).get("namespace") or "default")
+
+
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same configuration the client uses (one source of truth)."""
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (
+        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    )
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+class Kube:
+    """Deployments read and JSON-patched as dicts; Events created. Nothing else."""
+
+    def __init__(self, configuration: client.Configuration) -> None:
+        self.api_client = client.ApiClient(configuration)
+        self.api_client.user_agent = USER_AGENT
+        self._apps = client.AppsV1Api(self.api_client)
+        self._core = client.CoreV1Api(self.api_client)
+        self._instance = os.environ.get("HOSTNAME") or socket.gethostname()
+
+    def close(self) -> None:
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+    def read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment, or None when it is gone."""
+        try:
+            response = self._apps.read_namespaced_deployment(
+                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, Any] = json.loads(cast(Any, response).data)
+        return data
+
+    def patch(self, namespace: str, name: str, ops: JsonPatch) -> dict[str, Any] | None:
+        """Apply a JSON patch (RFC 6902): it changes exactly the paths it names, nothing else.
+        Raises Conflict on 409/422 (someone wrote first), returns None when the object is gone."""
+        try:
+            response = self._apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                ops,
+                _preload_content=False,
+                _request_timeout=TIMEOUT,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise Conflict(f"{namespace}/{name}: {exc.status} {exc.reason}") from exc
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, Any] = json.loads(cast(Any, response).data)
+        return data
+
+    def emit(self, deployment: Mapping[str, Any], event: Event) -> None:
+        """Create a core/v1 Event on the Deployment (``kubectl describe`` shows it)."""
+        meta = deployment.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        now = dt.datetime.now(dt.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                # Explicit unique name (as kubectl's recorder does), not generateName.
+                "name": f"{meta.get('name')}.{time.time_ns():x}",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": deployment.get("apiVersion", "apps/v1"),
+                "kind": deployment.get("kind", "Deployment"),
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self._core.create_namespaced_event(
+            namespace, cast(Any, body), _preload_content=False, _request_timeout=TIMEOUT
+        )

@@ -1,0 +1,243 @@
+"""Carries out :func:`rollout.plan.decide` for one Deployment: read, decide, patch, tag, emit.
+
+Blocking (the Kubernetes and MLflow clients are synchronous): the operator runs it in worker
+threads, one Deployment at a time per Deployment (a lock per name), any number in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from rollout import plan
+from rollout.kube import Conflict, Kube
+from rollout.metrics import Metrics
+from rollout.registry import Registry, RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 5
+Key = tuple[str, str]  # namespace, name
+
+
+@dataclass
+class _AliasClock:
+    version: str
+    changed: float | None  # when the alias moved to ``version`` (epoch s); None: unknown/reported
+    seen: float  # when a lookup last saw it
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One registry lookup, shared by every Deployment that follows the same alias."""
+
+    target: plan.AliasTarget | None
+    ok: bool  # False: MLflow did not answer, ``target`` means nothing
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, registry: Registry, metrics: Metrics) -> None:
+        self.kube = kube
+        self.registry = registry
+        self.metrics = metrics
+        self._locks: dict[Key, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        # (model, alias) -> what the alias was last seen pointing at, for the latency metric.
+        self._aliases: dict[tuple[str, str], _AliasClock] = {}
+        self._alias_guard = threading.Lock()
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def resolve(self, model_name: str, alias: str) -> Resolved:
+        try:
+            target = self.registry.resolve(model_name, alias)
+        except RegistryUnavailable as exc:
+            log.debug("%s", exc)
+            return Resolved(None, ok=False)
+        if target is not None:
+            self._saw_alias(model_name, alias, target.version, None)
+        return Resolved(target, ok=True)
+
+    def note_alias_change(self, model_name: str, alias: str, version: str, when: float) -> None:
+        """A webhook said the alias moved at ``when`` (epoch seconds): the exact start time."""
+        self._saw_alias(model_name, alias, version, when)
+
+    def _saw_alias(self, model: str, alias: str, version: str, when: float | None) -> None:
+        now = time.time()
+        with self._alias_guard:
+            known = self._aliases.get((model, alias))
+            if when is not None:  # a webhook: the change time is known exactly
+                self._aliases[(model, alias)] = _AliasClock(version, when, now)
+            elif known is None:  # first sighting (operator start): the change time is unknown
+                self._aliases[(model, alias)] = _AliasClock(version, None, now)
+            elif known.version != version:
+                # Moved between the last lookup that saw the old version and now: count from
+                # that lookup (an upper bound, at most one poll interval too long).
+                self._aliases[(model, alias)] = _AliasClock(version, known.seen, now)
+            else:
+                known.seen = now
+
+    def _alias_latency(self, model: str, alias: str, version: str) -> float | None:
+        """Seconds since the alias moved to ``version``; reported once per alias move."""
+        with self._alias_guard:
+            known = self._aliases.get((model, alias))
+            if known is None or known.version != version or known.changed is None:
+                return None
+            changed, known.changed = known.changed, None
+        return max(0.0, time.time() - changed)
+
+    # -- one Deployment ----------------------------------------------------------------------
+
+    def forget(self, key: Key) -> None:
+        with self._locks_guard:
+            self._locks.pop(key, None)
+
+    def _lock(self, key: Key) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def reconcile(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        trigger: str,
+        body: Mapping[str, Any] | None = None,
+        resolved: Resolved | None = None,
+    ) -> plan.Action:
+        """Bring one Deployment in line with its alias. ``body`` (e.g. from the watch cache)
+        spares a read when nothing is to be done; before any write the Deployment is re-read.
+        Never raises: errors are logged and counted, the next poll tries again."""
+        with self._lock((namespace, name)):
+            try:
+                action = self._reconcile(namespace, name, trigger, body, resolved)
+            except Exception:
+                log.exception("reconcile of deployment %s/%s failed", namespace, name)
+                self.metrics.reconciles.labels(trigger=trigger, action="error").inc()
+                return plan.Action(plan.Kind.NOOP, reason="error")
+        self.metrics.reconciles.labels(trigger=trigger, action=action.kind.value).inc()
+        return action
+
+    def _reconcile(
+        self,
+        namespace: str,
+        name: str,
+        trigger: str,
+        body: Mapping[str, Any] | None,
+        resolved: Resolved | None,
+    ) -> plan.Action:
+        gone = plan.Action(plan.Kind.NOOP, reason="deployment is gone")
+        fresh = body is None
+        if body is None:
+            body = self.kube.read(namespace, name)
+            if body is None:
+                return gone
+        parsed = plan.parse(body)
+        if parsed is None:
+            return plan.Action(plan.Kind.NOOP, reason="not labelled for the operator")
+        watched: plan.Watched = parsed
+        lookup: Resolved = resolved or self.resolve(watched.model_name, watched.alias)
+
+        def decide_again(current: Mapping[str, Any]) -> plan.Action:
+            nonlocal watched, lookup
+            now = plan.parse(current)
+            if now is None:
+                return plan.Action(plan.Kind.NOOP, reason="not labelled for the operator")
+            if (now.model_name, now.alias) != (watched.model_name, watched.alias):
+                lookup = self.resolve(now.model_name, now.alias)  # relabelled meanwhile
+            watched = now
+            return plan.decide(current, lookup.target, lookup.ok)
+
+        action = plan.decide(body, lookup.target, lookup.ok)
+        if action.patch and not fresh:  # decide again on the current object before writing
+            body = self.kube.read(namespace, name)
+            if body is None:
+                return gone
+            action = decide_again(body)
+        for _attempt in range(MAX_CONFLICT_RETRIES):
+            if not action.patch:
+                break
+            try:
+                patched = self.kube.patch(
+                    namespace, name, plan.with_precondition(body, action.patch)
+                )
+            except Conflict as exc:
+                log.info(
+                    "deployment %s/%s changed while we patched it (%s); re-reading",
+                    namespace,
+                    name,
+                    exc,
+                )
+                body = self.kube.read(namespace, name)
+                if body is None:
+                    return gone
+                action = decide_again(body)
+                continue
+            if patched is None:
+                return gone
+            body = patched
+            break
+        else:
+            log.warning(
+                "deployment %s/%s kept changing under us; trying again next poll", namespace, name
+            )
+            return plan.Action(plan.Kind.NOOP, reason="conflicts")
+
+        self._report(namespace, name, body, action, watched.model_name, watched.alias)
+        return action
+
+    def _report(
+        self,
+        namespace: str,
+        name: str,
+        body: Mapping[str, Any],
+        action: plan.Action,
+        model: str,
+        alias: str,
+    ) -> None:
+        where = f"deployment {namespace}/{name}"
+        if action.kind is plan.Kind.NOOP:
+            log.debug("%s: %s", where, action.reason)
+            return
+        log.info("%s: %s", where, action.reason)
+        if action.kind is plan.Kind.ROLL and action.version is not None:
+            self.metrics.rollouts.labels(result="started").inc()
+            latency = self._alias_latency(model, alias, action.version)
+            if latency is not None:
+                self.metrics.alias_to_patch.observe(latency)
+        elif action.kind is plan.Kind.SUCCEED:
+            self.metrics.rollouts.labels(result="succeeded").inc()
+        elif action.kind is plan.Kind.REVERT:
+            self.metrics.rollouts.labels(result="failed").inc()
+
+        if action.tag is not None and action.version is not None:
+            try:
+                self.registry.tag(model, action.version, action.tag)
+                log.info(
+                    "tagged model %s version %s %s=%s",
+                    model,
+                    action.version,
+                    plan.TAG_ROLLOUT,
+                    action.tag,
+                )
+            except RegistryUnavailable as exc:
+                # Not lost: decide() re-tags while the alias points at the untagged version.
+                log.warning("%s: could not tag version %s yet: %s", where, action.version, exc)
+
+        if action.event is not None:
+            try:
+                self.kube.emit(body, action.event)
+            except ApiException as exc:
+                log.warning(
+                    "%s: could not create event %s: %s %s",
+                    where,
+                    action.event.reason,
+                    exc.status,
+                    exc.reason,
+                )

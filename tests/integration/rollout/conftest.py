@@ -1,0 +1,482 @@
+"""The rollout operator's test bench: a Kubernetes API emulator over real HTTP (kmock), a real
+MLflow server (the session fixture), and the operator itself, running in a thread.
+
+kmock's KubernetesEmulator stores objects and serves list/watch/get/patch/create, but keeps no
+resourceVersion or generation and runs no controller. ``ClusterEmulator`` adds the two
+behaviours the operator depends on (a patch carrying a stale resourceVersion gets 409; a spec
+change bumps metadata.generation), and ``Cluster`` plays the Deployment controller on demand
+(rollout complete, or ProgressDeadlineExceeded). Label selectors are still ignored: the
+operator filters labels in code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jsonpatch
+import kmock
+import pytest
+from mlflow import MlflowClient
+
+from mlkube.mlflow_server import free_port
+from rollout.app import Operator
+from rollout.settings import OperatorSettings
+
+DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
+EVENTS = kmock.resource("", "v1", "events")
+NAMESPACE = "serving"
+OPERATOR_AGENTS = ("mlkube-rollout/", "kopf/")
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(base.get(key), value)
+    return result
+
+
+def _apply(obj: dict[str, Any], data: Any) -> dict[str, Any]:
+    if isinstance(data, list):
+        patched: dict[str, Any] = jsonpatch.apply_patch(obj, data, in_place=False)
+        return patched
+    merged: dict[str, Any] = _merge(obj, data or {})
+    return merged
+
+
+@attrs.define(kw_only=True)
+class ClusterEmulator(kmock.KubernetesEmulator):
+    """KubernetesEmulator + optimistic concurrency and generations for Deployments."""
+
+    inject_conflicts: int = 0  # answer the operator's next N Deployment patches with 409
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        if (
+            request.action == kmock.action.UPDATE
+            and request.resource == DEPLOYMENTS
+            and request.name is not None
+            and (DEPLOYMENTS, request.namespace, request.name) in self.objects
+        ):
+            stored = self.objects[DEPLOYMENTS, request.namespace, request.name]
+            if not stored.deleted:
+                self._version(request, stored.raw)
+        return await super()._handle(request)
+
+    def _version(self, request: kmock.Request, old: dict[str, Any]) -> None:
+        old_meta = old.get("metadata", {})
+        agent = request.headers.get("User-Agent", "")
+        if self.inject_conflicts and agent.startswith(OPERATOR_AGENTS):
+            self.inject_conflicts -= 1
+            raise kmock.KubernetesError(409, "Conflict", "the object has been modified (test)")
+        try:
+            new = _apply(old, request.data)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise kmock.KubernetesError(422, "Invalid", f"json patch failed: {exc}") from exc
+        old_version = old_meta.get("resourceVersion")
+        if old_version and new.get("metadata", {}).get("resourceVersion") != old_version:
+            raise kmock.KubernetesError(409, "Conflict", "the object has been modified")
+        extra: dict[str, Any] = {"resourceVersion": str(int(old_version or "0") + 1)}
+        if new.get("spec") != old.get("spec"):
+            extra["generation"] = int(old_meta.get("generation") or 0) + 1
+        data = request.data
+        if isinstance(data, list):
+            data = [*data] + [
+                {"op": "add", "path": f"/metadata/{k}", "value": v} for k, v in extra.items()
+            ]
+        else:
+            data = _merge(data or {}, {"metadata": extra})
+        # kmock matches reactions against the very request object it recorded: rewrite it in
+        # place (a copy would match no reaction).
+        object.__setattr__(request, "data", data)
+
+
+def deployment(
+    name: str,
+    model_name: str,
+    version: str | None = "1",
+    *,
+    alias: str | None = None,
+    status: str | None = "succeeded",
+) -> dict[str, Any]:
+    """A realistic serving Deployment (plenty of fields the operator must leave alone)."""
+    env = [
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlkube-mlflow:5000"},
+        {"name": "MODEL_NAME", "value": model_name},
+        {"name": "SERVE_PORT", "value": "8080"},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+    annotations: dict[str, str] = {"checksum/config": "abc123"}
+    if version is not None:
+        env.insert(2, {"name": "MODEL_VERSION", "value": version})
+        annotations["mlkube.io/model-version"] = version
+    meta_annotations = {"deployment.kubernetes.io/revision": "3"}
+    if alias:
+        meta_annotations["mlkube.io/model-alias"] = alias
+    if status:
+        meta_annotations["mlkube.io/rollout-status"] = status
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": f"uid-{name}",
+            "resourceVersion": "100",
+            "generation": 3,
+            "labels": {
+                "app.kubernetes.io/name": "mlkube",
+                "app.kubernetes.io/component": "serving",
+                "mlkube.io/model-name": model_name,
+            },
+            "annotations": meta_annotations,
+        },
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 120,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": {"app.kubernetes.io/component": "serving"}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": {"app.kubernetes.io/component": "serving"},
+                    "annotations": annotations,
+                },
+                "spec": {
+                    "serviceAccountName": "mlkube-serving",
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                    "containers": [
+                        {
+                            "name": "serving",
+                            "image": "mlkube-serve:0.1.0",
+                            "args": ["python", "-m", "service"],
+                            "env": env,
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/healthz/ready", "port": "http"}
+                            },
+                            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        },
+                        {
+                            "name": "log-shipper",
+                            "image": "fluent-bit:3",
+                            "env": [{"name": "LEVEL", "value": "info"}],
+                        },
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+        "status": _complete_status(3, 2),
+    }
+
+
+def _complete_status(generation: int, replicas: int) -> dict[str, Any]:
+    return {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        ],
+    }
+
+
+@dataclass
+class Cluster:
+    """The emulator, its URL, and the moves of the Deployment controller that tests need."""
+
+    api: ClusterEmulator
+    url: str
+    kubeconfig: Path
+
+    def add(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        self.api.objects[DEPLOYMENTS, meta["namespace"], meta["name"]] = body
+
+    def get(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        obj: dict[str, Any] = copy.deepcopy(self.api.objects[DEPLOYMENTS, namespace, name].raw)
+        return obj
+
+    def exists(self, name: str, namespace: str = NAMESPACE) -> bool:
+        key = (DEPLOYMENTS, namespace, name)
+        return key in self.api.objects and not self.api.objects[key].deleted
+
+    def model_version(self, name: str, namespace: str = NAMESPACE) -> str | None:
+        containers = self.get(name, namespace)["spec"]["template"]["spec"]["containers"]
+        for var in containers[0].get("env") or []:
+            if var["name"] == "MODEL_VERSION":
+                return str(var.get("value"))
+        return None
+
+    async def patch(self, name: str, body: dict[str, Any]) -> None:
+        """A write by someone else (the test, the controller): a merge patch over HTTP, so
+        watchers get the MODIFIED event."""
+        path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}"
+        async with self.api.patch(path, json=body) as response:
+            assert response.status == 200, await response.text()
+
+    async def delete(self, name: str) -> None:
+        path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}"
+        async with self.api.delete(path) as response:
+            assert response.status == 200, await response.text()
+
+    async def complete_rollout(self, name: str) -> None:
+        obj = self.get(name)
+        replicas = obj["spec"].get("replicas", 1)
+        await self.patch(
+            name, {"status": _complete_status(obj["metadata"]["generation"], replicas)}
+        )
+
+    async def miss_deadline(self, name: str) -> None:
+        obj = self.get(name)
+        await self.patch(
+            name,
+            {
+                "status": {
+                    "observedGeneration": obj["metadata"]["generation"],
+                    "replicas": 3,
+                    "updatedReplicas": 1,
+                    "availableReplicas": 2,
+                    "unavailableReplicas": 1,
+                    "conditions": [
+                        {"type": "Available", "status": "True"},
+                        {
+                            "type": "Progressing",
+                            "status": "False",
+                            "reason": "ProgressDeadlineExceeded",
+                            "message": 'ReplicaSet "serving-7d9" has timed out progressing.',
+                        },
+                    ],
+                }
+            },
+        )
+
+    deployment = staticmethod(deployment)
+
+    @staticmethod
+    async def eventually(
+        check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+    ) -> float:
+        """Poll ``check`` until it is truthy; returns the seconds it took, fails after timeout."""
+        start = time.monotonic()
+        while True:
+            with contextlib.suppress(AssertionError, KeyError):
+                if check():
+                    return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"not within {timeout}s: {what or check}")
+            await asyncio.sleep(interval)
+
+    # -- what the operator did -------------------------------------------------------------
+
+    def operator_requests(self) -> list[kmock.Request]:
+        return [
+            r
+            for r in self.api._requests
+            if r.headers.get("User-Agent", "").startswith(OPERATOR_AGENTS)
+        ]
+
+    def operator_writes(self) -> list[kmock.Request]:
+        return [r for r in self.operator_requests() if r.method.value != "GET"]
+
+    def deployment_patches(self, name: str) -> list[kmock.Request]:
+        return [
+            r
+            for r in self.operator_writes()
+            if r.resource == DEPLOYMENTS and r.name == name and r.method.value == "PATCH"
+        ]
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        found = []
+        for (resource, _, _), obj in self.api.objects.items():
+            if resource == EVENTS and not obj.deleted:
+                raw = obj.raw
+                if name is None or raw["involvedObject"]["name"] == name:
+                    found.append(raw)
+        return found
+
+    def event_reasons(self, name: str) -> list[str]:
+        return [e["reason"] for e in self.events(name)]
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with ClusterEmulator() as api, kmock.Server(api) as server:
+        api.resources["apps/v1/deployments"] = kmock.ResourceInfo(
+            kind="Deployment",
+            singular="deployment",
+            namespaced=True,
+            verbs={"get", "list", "watch", "patch", "create", "delete"},
+        )
+        api.resources["v1/events"] = kmock.ResourceInfo(
+            kind="Event", singular="event", namespaced=True, verbs={"create", "list"}
+        )
+        api.resources["v1/namespaces"] = kmock.ResourceInfo(
+            kind="Namespace", singular="namespace", namespaced=False, verbs={"list", "watch"}
+        )
+        url = str(server.url).rstrip("/")
+        kubeconfig = tmp_path / "kubeconfig"
+        context = {"cluster": "emulator", "user": "tester", "namespace": NAMESPACE}
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+                    "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                    "contexts": [{"name": "emulator", "context": context}],
+                    "current-context": "emulator",
+                }
+            )
+        )
+        yield Cluster(api=api, url=url, kubeconfig=kubeconfig)
+
+
+class RunningOperator:
+    """``Operator.run()`` in its own thread and event loop, stopped by its stop flag (as kopf
+    stops on SIGTERM in a pod). Joined without blocking the emulator's loop."""
+
+    def __init__(self, settings: OperatorSettings, kubeconfig: Path) -> None:
+        self.settings = settings
+        self.kubeconfig = kubeconfig
+        self.liveness_port = free_port()
+        self.operator: Operator | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self.operator = Operator(
+                self.settings,
+                kubeconfig=str(self.kubeconfig),
+                liveness=f"http://127.0.0.1:{self.liveness_port}/healthz",
+                http_host="127.0.0.1",
+            )
+            run = self.operator.run(stop_flag=self._stop, ready_flag=self._ready)  # type: ignore[arg-type]
+            asyncio.run(run)
+        except BaseException as exc:  # surfaced by start()/stop()
+            self._error = exc
+            self._ready.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    async def start(self) -> RunningOperator:
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait, 30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 30)
+        assert not self._thread.is_alive(), "operator did not stop within 30 s"
+        if self._error is not None:
+            raise self._error
+
+    def metric(self, name: str, **labels: str) -> float:
+        assert self.operator is not None
+        value = self.operator.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+def operator_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As `python -m rollout` does: one quick try per MLflow call, the operator backs off itself.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+@pytest.fixture
+async def start_operator(
+    cluster: Cluster, tracking_uri: str, operator_env: None
+) -> AsyncIterator[Callable[..., Awaitable[RunningOperator]]]:
+    """``await start_operator(ROLLOUT_POLL_SECONDS=1, ...)``; all are stopped at teardown."""
+    running: list[RunningOperator] = []
+
+    async def start(**overrides: Any) -> RunningOperator:
+        values: dict[str, Any] = {
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "ROLLOUT_POLL_SECONDS": 1.0,
+            "ROLLOUT_HTTP_PORT": free_port(),
+            "ROLLOUT_NAMESPACE": NAMESPACE,
+            "ROLLOUT_WEBHOOK_SECRET": "test-secret",
+            "LOG_LEVEL": "DEBUG",
+        }
+        values.update(overrides)
+        operator = RunningOperator(OperatorSettings(**values), cluster.kubeconfig)
+        running.append(operator)
+        return await operator.start()
+
+    yield start
+    for operator in running:
+        if operator.running:
+            await operator.stop()
+
+
+@dataclass
+class Model:
+    """A registered model with three versions, and the alias moves the tests make."""
+
+    client: MlflowClient
+    name: str
+    versions: list[str] = field(default_factory=list)
+
+    async def set_alias(self, version: str, alias: str = "production") -> None:
+        await asyncio.to_thread(self.client.set_registered_model_alias, self.name, alias, version)
+
+    def tag(self, version: str) -> str | None:
+        tags = self.client.get_model_version(self.name, version).tags
+        return tags.get("mlkube.rollout")
+
+    async def eventually_tagged(self, version: str, value: str, timeout: float = 10.0) -> None:
+        """Wait for ``mlkube.rollout=<value>`` on the version (asked off the event loop, which
+        also serves the emulator)."""
+        deadline = time.monotonic() + timeout
+        while (found := await asyncio.to_thread(self.tag, version)) != value:
+            assert time.monotonic() < deadline, f"version {version} tagged {found!r}, not {value}"
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def model(tracking_uri: str, model_name: str) -> Model:
+    """Versions 1-3 of ``model_name`` (no model files: the operator only pins versions)."""
+    client = MlflowClient(tracking_uri)
+    client.create_registered_model(model_name)
+    run = client.create_run("0")
+    client.set_terminated(run.info.run_id)
+    source = f"runs:/{run.info.run_id}/model"
+    versions = [
+        str(client.create_model_version(model_name, source, run_id=run.info.run_id).version)
+        for _ in range(3)
+    ]
+    return Model(client, model_name, versions)

@@ -1,0 +1,458 @@
+"""The rollout operator against a Kubernetes API emulator (kmock, over HTTP) and a real MLflow.
+
+Each test starts the operator (kopf + the official client, in a thread) with a 1 s poll unless
+the test needs polling out of the way, moves the alias in MLflow, and looks at what the
+emulator holds and which requests the operator sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mlkube.mlflow_server import free_port
+from rollout import cli, rbac
+from rollout.webhook import sign
+
+pytestmark = pytest.mark.integration
+
+NAME = "iris-serving"
+
+
+def template_without_pin(body: dict[str, Any]) -> dict[str, Any]:
+    """The pod template minus what the operator owns, to compare the rest."""
+    template = copy.deepcopy(body["spec"]["template"])
+    annotations = template["metadata"]["annotations"]
+    annotations.pop("mlkube.io/model-version", None)
+    annotations.pop("mlkube.io/previous-model-version", None)
+    for container in template["spec"]["containers"]:
+        container["env"] = [v for v in container.get("env", []) if v["name"] != "MODEL_VERSION"]
+    return template
+
+
+async def post_webhook(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/webhook", data=body, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+def signed_headers(secret: str, body: bytes) -> dict[str, str]:
+    delivery, stamp = str(uuid.uuid4()), str(int(time.time()))
+    return {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery,
+        "X-MLflow-Timestamp": stamp,
+        "X-MLflow-Signature": sign(secret, delivery, stamp, body.decode()),
+    }
+
+
+async def test_promotion_rolls_within_one_poll_and_keeps_the_rest(cluster, model, start_operator):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    before = cluster.get(NAME)
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=1.0)
+    await model.eventually_tagged("1", "succeeded")
+    assert cluster.deployment_patches(NAME) == []  # already pinned to the alias: nothing to do
+
+    await model.set_alias("2")
+    took = await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=5)
+    assert took < 1.0 + 1.5, f"patched {took:.2f}s after the alias moved (poll is 1 s)"
+
+    after = cluster.get(NAME)
+    template = after["spec"]["template"]
+    assert template["metadata"]["annotations"]["mlkube.io/model-version"] == "2"
+    assert template["metadata"]["annotations"]["mlkube.io/previous-model-version"] == "1"
+    assert template_without_pin(after) == template_without_pin(before)
+    for key in ("replicas", "selector", "strategy", "progressDeadlineSeconds"):
+        assert after["spec"][key] == before["spec"][key]
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "progressing"
+    env = template["spec"]["containers"][0]["env"]
+    assert [v["name"] for v in env] == [v["name"] for v in before["spec"]["template"]["spec"][
+        "containers"][0]["env"]]  # same order: MODEL_VERSION replaced in place  # fmt: skip
+    await cluster.eventually(lambda: cluster.event_reasons(NAME) == ["ModelRolloutStarted"])
+
+    # The controller finishes the rollout: reported once, as an Event and a registry tag.
+    await cluster.complete_rollout(NAME)
+    await model.eventually_tagged("2", "succeeded")
+    await cluster.eventually(
+        lambda: (
+            cluster.get(NAME)["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
+        )
+    )
+    await cluster.eventually(lambda: "ModelRolloutSucceeded" in cluster.event_reasons(NAME))
+    await asyncio.sleep(1.5)  # more polls and events: reported once only
+    succeeded = [e for e in cluster.events(NAME) if e["reason"] == "ModelRolloutSucceeded"]
+    assert len(succeeded) == 1
+    assert succeeded[0]["type"] == "Normal"
+    assert succeeded[0]["involvedObject"]["uid"] == f"uid-{NAME}"
+    assert operator.metric("mlkube_rollout_rollouts_total", result="started") == 1
+    assert operator.metric("mlkube_rollout_rollouts_total", result="succeeded") == 1
+    assert operator.metric("mlkube_rollout_alias_change_to_patch_seconds_count") == 1
+    assert operator.metric("mlkube_rollout_alias_change_to_patch_seconds_sum") < 3.0
+
+    async with aiohttp.ClientSession() as session, session.get(f"{operator.url}/metrics") as r:
+        text = await r.text()
+    assert r.status == 200
+    assert 'mlkube_rollout_rollouts_total{result="succeeded"} 1.0' in text
+
+
+async def test_no_write_while_the_alias_stays(cluster, model, start_operator):
+    await model.set_alias("1")
+    await asyncio.to_thread(
+        model.client.set_model_version_tag, model.name, "1", "mlkube.rollout", "succeeded"
+    )
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    cluster.add(cluster.deployment("other-app", model.name, version=None))
+    other = cluster.get("other-app")
+    del other["metadata"]["labels"]["mlkube.io/model-name"]  # not ours: never touched
+    cluster.add(other)
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.3)
+
+    await cluster.eventually(
+        lambda: (
+            operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="noop") >= 8
+        ),
+        what="several polls",
+    )
+    assert cluster.operator_writes() == []
+
+    # A deleted Deployment is forgotten: no more reads or reconciles of it.
+    await cluster.delete(NAME)
+    await cluster.eventually(lambda: operator.operator and not operator.operator.deployments)
+    polls = operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="noop")
+    await asyncio.sleep(1.0)
+    assert (
+        operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="noop") == polls
+    )
+    assert cluster.operator_writes() == []
+
+
+async def test_webhook_rolls_within_two_seconds(
+    cluster, model, start_operator, tracking_uri, monkeypatch, capsys
+):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    # Poll every 60 s: only the webhook can explain a patch within 2 s.
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=60.0)
+    await asyncio.sleep(0.5)
+    assert cluster.deployment_patches(NAME) == []
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("ROLLOUT_WEBHOOK_SECRET", "test-secret")
+    name = f"rollout-{model.name}"
+    args = ["register-webhook", "--url", f"{operator.url}/webhook", "--name", name, "--test"]
+    assert await asyncio.to_thread(cli.main, args) == 0
+    out = capsys.readouterr().out
+    assert "created webhook" in out
+    assert "test delivery accepted (HTTP 202)" in out
+    # Registering again updates the same webhook instead of adding a second one.
+    assert await asyncio.to_thread(cli.main, args[:-1]) == 0
+    assert "updated webhook" in capsys.readouterr().out
+    try:
+        await asyncio.sleep(1.2)  # MLflow caches webhook lists for MLFLOW_WEBHOOK_CACHE_TTL=1 s
+        await model.set_alias("2")
+        took = await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=5)
+        assert took <= 2.0, f"webhook-triggered patch took {took:.2f}s"
+        assert operator.metric("mlkube_rollout_webhooks_total", result="accepted") >= 1
+        await cluster.eventually(
+            lambda: (
+                operator.metric("mlkube_rollout_reconciles_total", trigger="webhook", action="roll")
+                == 1
+            )
+        )
+    finally:
+        hooks = [w for w in model.client.list_webhooks() if w.name == name]
+        for hook in hooks:
+            model.client.delete_webhook(hook.webhook_id)
+    assert len(hooks) == 1
+
+
+async def test_bad_signature_is_401_and_patches_nothing(cluster, model, start_operator):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=60.0)
+    await asyncio.sleep(0.5)
+    await model.set_alias("2")  # the registry moved, but nobody authentic said so
+    payload = {
+        "entity": "model_version_alias",
+        "action": "created",
+        "timestamp": "2026-01-01T00:00:00+00:00",
+        "data": {"name": model.name, "alias": "production", "version": "2"},
+    }
+    body = json.dumps(payload).encode()
+
+    forged = signed_headers("not-the-secret", body)
+    assert (await post_webhook(operator.url, body, forged))[0] == 401
+    unsigned = {k: v for k, v in forged.items() if k != "X-MLflow-Signature"}
+    status, answer = await post_webhook(operator.url, body, unsigned)
+    assert status == 401
+    assert "X-MLflow-Signature" in answer["error"]
+    tampered = signed_headers("test-secret", body)
+    assert (await post_webhook(operator.url, body.replace(b'"2"', b'"3"'), tampered))[0] == 401
+    await asyncio.sleep(1.5)
+    assert cluster.deployment_patches(NAME) == []
+    assert cluster.model_version(NAME) == "1"
+    assert operator.metric("mlkube_rollout_webhooks_total", result="rejected") == 3
+
+    # The same delivery, signed with the right secret, does roll (so the test could fail).
+    status, answer = await post_webhook(operator.url, body, signed_headers("test-secret", body))
+    assert (status, answer["deployments"]) == (202, 1)
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=2)
+
+
+async def test_progress_deadline_reverts_once_and_waits_for_the_alias(
+    cluster, model, start_operator
+):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.5)
+    await model.set_alias("2")
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+
+    await cluster.miss_deadline(NAME)
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "1", what="reverted to v1")
+    body = cluster.get(NAME)
+    assert body["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] == "1"
+    assert body["metadata"]["annotations"]["mlkube.io/rollout-status"] == "failed"
+    assert body["metadata"]["annotations"]["mlkube.io/failed-model-version"] == "2"
+    await model.eventually_tagged("2", "failed")
+    await cluster.eventually(lambda: "ModelRolloutFailed" in cluster.event_reasons(NAME))
+    warnings = [e for e in cluster.events(NAME) if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["ModelRolloutFailed"]
+    assert "ProgressDeadlineExceeded" in warnings[0]["message"]
+
+    # No retry loop: the alias still says 2, the operator leaves the Deployment alone.
+    patches = len(cluster.deployment_patches(NAME))
+    assert patches == 2  # the rollout and the revert
+    polls = operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="noop")
+    await cluster.eventually(
+        lambda: (
+            operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="noop")
+            >= polls + 4
+        )
+    )
+    assert len(cluster.deployment_patches(NAME)) == patches
+    assert operator.metric("mlkube_rollout_rollouts_total", result="failed") == 1
+
+    # The alias moves on: the operator rolls again and forgets the failure.
+    await model.set_alias("3")
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "3")
+    annotations = cluster.get(NAME)["metadata"]["annotations"]
+    assert "mlkube.io/failed-model-version" not in annotations
+    assert annotations["mlkube.io/rollout-status"] == "progressing"
+
+    # The requests the operator made are exactly what rollout.rbac grants the chart's Role.
+    assert used_permissions(cluster.operator_requests()) == rbac.permissions()
+
+
+def used_permissions(requests: list[Any]) -> set[tuple[str, str, str]]:
+    used = set()
+    for request in requests:
+        if request.resource is None or request.resource.plural is None:
+            continue  # discovery (/api, /apis/...): non-resource URLs, allowed to everyone
+        method = request.method.value
+        if method == "GET" and request.params.get("watch") == "true":
+            verb = "watch"
+        elif method == "GET":
+            verb = "get" if request.name else "list"
+        else:
+            verb = {"PATCH": "patch", "POST": "create", "PUT": "update", "DELETE": "delete"}[method]
+        used.add((request.resource.group, request.resource.plural, verb))
+    return used
+
+
+async def test_mlflow_down_means_no_patch_then_recovery(
+    cluster, model, start_operator, tracking_uri
+):
+    host, port = tracking_uri.removeprefix("http://").rsplit(":", 1)
+    proxy = TcpProxy(host, int(port))
+    await proxy.start()
+    try:
+        await model.set_alias("1")
+        cluster.add(cluster.deployment(NAME, model.name, version="1"))
+        operator = await start_operator(
+            ROLLOUT_POLL_SECONDS=0.5, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{proxy.port}"
+        )
+        await model.eventually_tagged("1", "succeeded")
+
+        await proxy.stop()  # MLflow unreachable (connection refused)
+        await model.set_alias("2")
+        await cluster.eventually(
+            lambda: operator.metric("mlkube_rollout_registry_errors_total") >= 2, timeout=15
+        )
+        await asyncio.sleep(1.0)
+        assert cluster.model_version(NAME) == "1"
+        assert cluster.deployment_patches(NAME) == []
+
+        await proxy.start()  # back on the same port
+        took = await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=10)
+        assert took < 6.0  # backoff is capped at max(4 polls, 5 s)
+        assert len(cluster.deployment_patches(NAME)) == 1
+    finally:
+        await proxy.stop()
+
+
+async def test_restarted_operator_carries_on(cluster, model, start_operator):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    first = await start_operator(ROLLOUT_POLL_SECONDS=0.5)
+    await model.set_alias("2")
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+    await first.stop()  # mid-rollout: the new pods are not available yet
+
+    await cluster.complete_rollout(NAME)  # finishes while no operator runs
+    await start_operator(ROLLOUT_POLL_SECONDS=0.5)
+    await model.eventually_tagged("2", "succeeded")
+    await cluster.eventually(
+        lambda: (
+            cluster.get(NAME)["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
+        )
+    )
+    await asyncio.sleep(1.5)  # a few more polls: nothing left to do
+    body = cluster.get(NAME)
+    assert cluster.model_version(NAME) == "2"
+    assert (
+        body["spec"]["template"]["metadata"]["annotations"]["mlkube.io/previous-model-version"]
+        == "1"
+    )
+    reasons = cluster.event_reasons(NAME)
+    assert sorted(reasons) == ["ModelRolloutStarted", "ModelRolloutSucceeded"]
+    template_patches = [
+        r for r in cluster.deployment_patches(NAME) if "/spec/template" in json.dumps(r.data)
+    ]
+    assert len(template_patches) == 1  # the restart did not roll again
+
+
+async def test_conflict_is_re_read_and_retried(cluster, model, start_operator):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.5)
+    cluster.api.inject_conflicts = 1
+    await model.set_alias("2")
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+    await cluster.eventually(lambda: cluster.event_reasons(NAME) == ["ModelRolloutStarted"])
+    assert cluster.api.inject_conflicts == 0
+    assert len(cluster.deployment_patches(NAME)) == 2  # 409, then the retry
+    assert operator.metric("mlkube_rollout_rollouts_total", result="started") == 1
+
+
+async def test_cluster_wide_pins_every_labelled_deployment(cluster, model, start_operator):
+    """Several namespaces and aliases; unpinned Deployments get pinned to their alias."""
+    await model.set_alias("1")
+    await model.set_alias("3", alias="staging")
+    cluster.add(cluster.deployment(NAME, model.name, version=None, status=None))
+    staging = cluster.deployment(NAME, model.name, version=None, alias="staging", status=None)
+    staging["metadata"]["namespace"] = "staging"
+    cluster.add(staging)
+    await start_operator(ROLLOUT_POLL_SECONDS=0.5, ROLLOUT_NAMESPACE="", ROLLOUT_CLUSTER_WIDE=True)
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "1")
+    await cluster.eventually(lambda: cluster.model_version(NAME, "staging") == "3")
+    annotations = cluster.get(NAME, "staging")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["mlkube.io/model-version"] == "3"
+    assert "mlkube.io/previous-model-version" not in annotations
+    assert annotations["checksum/config"] == "abc123"
+
+
+class TcpProxy:
+    """A TCP forwarder that can be switched off (connection refused) and on again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in list(self._pipes):
+            task.cancel()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        for task in (
+            asyncio.create_task(pipe(reader, up_writer)),
+            asyncio.create_task(pipe(up_reader, writer)),
+        ):
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+
+@pytest.mark.slow
+async def test_cli_runs_outside_the_cluster_with_a_kubeconfig(
+    cluster, model, tracking_uri, tmp_path
+):
+    """``python -m rollout --kubeconfig``: pins the Deployment, says so, answers liveness and
+    /metrics, and stops cleanly on SIGTERM (as in a pod)."""
+    await model.set_alias("2")
+    cluster.add(cluster.deployment(NAME, model.name, version=None, status=None))
+    http_port, liveness_port = free_port(), free_port()
+    log = tmp_path / "operator.log"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "ROLLOUT_POLL_SECONDS": "1",
+        "ROLLOUT_HTTP_PORT": str(http_port),
+        "ROLLOUT_WEBHOOK_SECRET": "s3cret",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rollout", "--kubeconfig", str(cluster.kubeconfig),
+             "--liveness", f"http://127.0.0.1:{liveness_port}/healthz"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=60)
+        await cluster.eventually(lambda: "Pinning model" in log.read_text(), timeout=5)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{liveness_port}/healthz") as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+                assert (
+                    'mlkube_rollout_rollouts_total{result="started"} 1.0' in await response.text()
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+    text = log.read_text()
+    assert code == 0, text
+    assert f"deployment serving/{NAME}: Pinning model {model.name} to version 2" in text
+    assert "Traceback" not in text

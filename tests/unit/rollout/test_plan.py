@@ -1,0 +1,336 @@
+"""The operator's decisions and patches, as pure functions (no API server, no MLflow)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from rollout import plan
+from rollout.plan import AliasTarget, Kind, Phase
+
+MODEL = "iris-classifier"
+
+
+def deployment(
+    version: str | None = "1",
+    *,
+    previous: str | None = None,
+    status: str | None = None,
+    failed: str | None = None,
+    alias: str | None = None,
+    rollout: str = "complete",
+) -> dict[str, Any]:
+    env = [{"name": "MODEL_NAME", "value": MODEL}, {"name": "LOG_LEVEL", "value": "INFO"}]
+    template_annotations = {"prometheus.io/scrape": "true"}
+    if version is not None:
+        env.insert(1, {"name": "MODEL_VERSION", "value": version})
+        template_annotations["mlkube.io/model-version"] = version
+    if previous is not None:
+        template_annotations["mlkube.io/previous-model-version"] = previous
+    annotations = {"meta.helm.sh/release-name": "mlkube"}
+    for key, value in (
+        ("mlkube.io/rollout-status", status),
+        ("mlkube.io/failed-model-version", failed),
+        ("mlkube.io/model-alias", alias),
+    ):
+        if value is not None:
+            annotations[key] = value
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "serving",
+            "namespace": "mlkube",
+            "resourceVersion": "41",
+            "generation": 4,
+            "labels": {"mlkube.io/model-name": MODEL, "app": "serving"},
+            "annotations": annotations,
+        },
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "serving"}},
+            "template": {
+                "metadata": {"labels": {"app": "serving"}, "annotations": template_annotations},
+                "spec": {
+                    "containers": [
+                        {"name": "serving", "image": "mlkube-serve:1", "env": env},
+                        {"name": "sidecar", "image": "envoy:1"},
+                    ]
+                },
+            },
+        },
+        "status": {"observedGeneration": 4},
+    }
+    if rollout == "complete":
+        body["status"].update(replicas=3, updatedReplicas=3, availableReplicas=3)
+    elif rollout == "progressing":
+        body["status"].update(replicas=4, updatedReplicas=1, availableReplicas=3)
+    elif rollout == "failed":
+        body["status"].update(
+            replicas=4,
+            updatedReplicas=1,
+            availableReplicas=3,
+            conditions=[
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+            ],
+        )
+    return body
+
+
+def apply(body: dict[str, Any], action: plan.Action) -> dict[str, Any]:
+    patched: dict[str, Any] = jsonpatch.apply_patch(body, action.patch, in_place=False)
+    return patched
+
+
+def env_version(body: dict[str, Any]) -> str | None:
+    return plan.pinned_version(body)
+
+
+# -- reading a Deployment ----------------------------------------------------------------------
+
+
+def test_parse_reads_label_alias_and_pin() -> None:
+    watched = plan.parse(deployment("7", previous="6", alias="staging", status="succeeded"))
+    assert watched == plan.Watched(
+        namespace="mlkube",
+        name="serving",
+        model_name=MODEL,
+        alias="staging",
+        pinned="7",
+        previous="6",
+        status="succeeded",
+        failed_version=None,
+    )
+
+
+def test_parse_defaults_alias_to_production_and_ignores_unlabelled() -> None:
+    watched = plan.parse(deployment())
+    assert watched is not None
+    assert watched.alias == "production"
+    body = deployment()
+    del body["metadata"]["labels"]["mlkube.io/model-name"]
+    assert plan.parse(body) is None
+
+
+def test_serving_container_is_the_one_with_the_model_env() -> None:
+    body = deployment()
+    containers = body["spec"]["template"]["spec"]["containers"]
+    containers.reverse()  # the sidecar first
+    assert plan.serving_containers(body) == [1]
+    containers[1]["env"] = []  # no MODEL_* env anywhere: the first container
+    assert plan.serving_containers(body) == [0]
+
+
+def test_pinned_version_prefers_env_then_annotation() -> None:
+    assert plan.pinned_version(deployment("5")) == "5"
+    body = deployment(None)
+    assert plan.pinned_version(body) is None
+    body["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] = "4"
+    assert plan.pinned_version(body) == "4"
+
+
+@pytest.mark.parametrize(
+    ("rollout", "phase"),
+    [("complete", Phase.COMPLETE), ("progressing", Phase.PROGRESSING), ("failed", Phase.FAILED)],
+)
+def test_rollout_phase_reads_status_like_kubectl(rollout: str, phase: Phase) -> None:
+    assert plan.rollout_phase(deployment(rollout=rollout)) is phase
+
+
+def test_rollout_phase_waits_for_the_controller_to_observe_the_change() -> None:
+    body = deployment(rollout="failed")
+    body["metadata"]["generation"] = 5  # our patch; the old status is about generation 4
+    assert plan.rollout_phase(body) is Phase.PROGRESSING
+
+
+# -- deciding ---------------------------------------------------------------------------------
+
+
+def test_same_version_is_a_noop_without_patch() -> None:
+    action = plan.decide(deployment("3", status="succeeded"), AliasTarget("3", "succeeded"))
+    assert action.kind is Kind.NOOP
+    assert action.patch == []
+    assert action.event is None
+
+
+def test_new_alias_version_patches_only_the_pin() -> None:
+    body = deployment("1", status="succeeded")
+    action = plan.decide(body, AliasTarget("2"))
+    assert action.kind is Kind.ROLL
+    assert (action.version, action.previous) == ("2", "1")
+    after = apply(body, action)
+
+    assert plan.pinned_version(after) == "2"
+    template = after["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "mlkube.io/model-version": "2",
+        "mlkube.io/previous-model-version": "1",
+    }
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "progressing"
+    # Everything else is byte-for-byte what it was.
+    expected = copy.deepcopy(body)
+    expected["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = "2"
+    expected["spec"]["template"]["metadata"] = template["metadata"]
+    expected["metadata"]["annotations"] = after["metadata"]["annotations"]
+    assert after == expected
+    assert action.event is not None
+    assert action.event.type == "Normal"
+
+
+def test_unpinned_deployment_is_pinned() -> None:
+    body = deployment(None)
+    action = plan.decide(body, AliasTarget("4"))
+    assert action.kind is Kind.ROLL
+    assert action.previous is None
+    after = apply(body, action)
+    env = after["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[-1] == {"name": "MODEL_VERSION", "value": "4"}
+    assert [v["name"] for v in env[:-1]] == ["MODEL_NAME", "LOG_LEVEL"]
+    assert (
+        "mlkube.io/previous-model-version"
+        not in after["spec"]["template"]["metadata"]["annotations"]
+    )
+    assert after["spec"]["template"]["spec"]["containers"][1] == {
+        "name": "sidecar",
+        "image": "envoy:1",
+    }
+
+
+def test_pinning_a_template_without_env_or_annotations() -> None:
+    body = deployment(None)
+    del body["spec"]["template"]["metadata"]
+    del body["spec"]["template"]["spec"]["containers"][0]["env"]
+    del body["metadata"]["annotations"]
+    body["metadata"]["labels"]["mlkube.io/model-name"] = MODEL
+    action = plan.decide(body, AliasTarget("1"))
+    after = apply(body, action)
+    assert after["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "MODEL_VERSION", "value": "1"}
+    ]
+    assert after["spec"]["template"]["metadata"] == {
+        "annotations": {"mlkube.io/model-version": "1"}
+    }
+    assert after["metadata"]["annotations"] == {"mlkube.io/rollout-status": "progressing"}
+
+
+def test_registry_down_changes_nothing() -> None:
+    action = plan.decide(deployment("1", status="succeeded"), None, registry_ok=False)
+    assert action.kind is Kind.NOOP
+    assert action.patch == []
+
+
+def test_progressing_rollout_waits() -> None:
+    body = deployment("2", previous="1", status="progressing", rollout="progressing")
+    action = plan.decide(body, AliasTarget("2"))
+    assert action.kind is Kind.NOOP
+
+
+def test_completed_rollout_is_reported_once() -> None:
+    body = deployment("2", previous="1", status="progressing", rollout="complete")
+    action = plan.decide(body, AliasTarget("2"))
+    assert action.kind is Kind.SUCCEED
+    assert action.tag == "succeeded"
+    assert action.event is not None
+    assert action.event.reason == "ModelRolloutSucceeded"
+    after = apply(body, action)
+    assert after["spec"] == body["spec"]  # no new rollout: metadata only
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
+    assert plan.decide(after, AliasTarget("2", "succeeded")).kind is Kind.NOOP
+
+
+def test_completed_rollout_waits_for_the_registry_to_tag() -> None:
+    body = deployment("2", previous="1", status="progressing", rollout="complete")
+    assert plan.decide(body, None, registry_ok=False).kind is Kind.NOOP
+
+
+def test_deadline_exceeded_restores_the_previous_version_even_without_registry() -> None:
+    body = deployment("2", previous="1", status="progressing", rollout="failed")
+    action = plan.decide(body, None, registry_ok=False)
+    assert action.kind is Kind.REVERT
+    assert (action.version, action.previous, action.tag) == ("2", "1", "failed")
+    assert action.event is not None
+    assert action.event.type == "Warning"
+    after = apply(body, action)
+    assert plan.pinned_version(after) == "1"
+    assert after["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] == "1"
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "failed"
+    assert after["metadata"]["annotations"]["mlkube.io/failed-model-version"] == "2"
+
+    # No retry loop: while the alias still says 2, nothing is written (only the tag, once).
+    assert plan.decide(after, AliasTarget("2", "failed")).kind is Kind.NOOP
+    retag = plan.decide(after, AliasTarget("2", None))
+    assert retag.kind is Kind.TAG
+    assert retag.patch == []
+    # The alias moves on: roll, and forget the failure.
+    again = plan.decide(after, AliasTarget("3"))
+    assert again.kind is Kind.ROLL
+    rolled = apply(after, again)
+    assert "mlkube.io/failed-model-version" not in rolled["metadata"]["annotations"]
+
+
+def test_failed_first_pin_restores_the_unpinned_template_exactly() -> None:
+    original = deployment(None, rollout="complete")
+    pinned = apply(original, plan.decide(original, AliasTarget("1")))
+    pinned["status"] = deployment(rollout="failed")["status"]
+    action = plan.decide(pinned, AliasTarget("1"))
+    assert action.kind is Kind.REVERT
+    reverted = apply(pinned, action)
+    assert reverted["spec"]["template"] == original["spec"]["template"]
+    assert plan.decide(reverted, AliasTarget("1", "failed")).kind is Kind.NOOP
+
+
+def test_alias_moved_back_by_hand_drops_the_failure_marker() -> None:
+    body = deployment("1", previous="2", status="failed", failed="2")
+    action = plan.decide(body, AliasTarget("1", "succeeded"))
+    assert action.kind is Kind.FORGET
+    after = apply(body, action)
+    assert "mlkube.io/failed-model-version" not in after["metadata"]["annotations"]
+    assert after["spec"] == body["spec"]
+
+
+def test_alias_moving_during_a_rollout_supersedes_it() -> None:
+    body = deployment("2", previous="1", status="progressing", rollout="progressing")
+    action = plan.decide(body, AliasTarget("3"))
+    assert action.kind is Kind.ROLL
+    assert action.previous == "2"
+
+
+def test_succeeded_but_untagged_version_gets_tagged() -> None:
+    action = plan.decide(deployment("3", status="succeeded"), AliasTarget("3", None))
+    assert (action.kind, action.version, action.tag) == (Kind.TAG, "3", "succeeded")
+    assert action.patch == []
+
+
+# -- patch mechanics ----------------------------------------------------------------------------
+
+
+def test_patch_guards_positions_so_a_concurrent_edit_fails_it() -> None:
+    body = deployment("1")
+    action = plan.decide(body, AliasTarget("2"))
+    moved = copy.deepcopy(body)
+    env = moved["spec"]["template"]["spec"]["containers"][0]["env"]
+    env.insert(0, {"name": "NEW", "value": "x"})  # someone edited the env meanwhile
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        jsonpatch.apply_patch(moved, action.patch)
+
+
+def test_precondition_pins_the_resource_version() -> None:
+    body = deployment("1")
+    ops = plan.with_precondition(body, [{"op": "add", "path": "/x", "value": 1}])
+    assert ops[0] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "41"}
+    assert plan.with_precondition(body, []) == []
+
+
+def test_annotation_keys_are_escaped_as_json_pointers() -> None:
+    ops = plan.state_patch(deployment("1"), {"mlkube.io/rollout-status": "succeeded"})
+    assert ops == [
+        {
+            "op": "add",
+            "path": "/metadata/annotations/mlkube.io~1rollout-status",
+            "value": "succeeded",
+        }
+    ]
