@@ -11,6 +11,7 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from jobs.settings import Classifier, Metric, TrainSettings, Trigger
+from mlkube.retry import Unreachable
 
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 1
@@ -72,6 +73,18 @@ def _where(loc: tuple[int | str, ...]) -> str:
         return key
     flag = _FIELD_TO_FLAG.get(field)
     return f"{flag} / {env_name(field)}" if flag else env_name(field)
+
+
+def report_failure(exc: Exception, settings: TrainSettings) -> int:
+    """The message and exit code for an expected failure: 2 bad input, 1 MLflow unreachable."""
+    if isinstance(exc, Unreachable):
+        sys.stderr.write(
+            f"error: cannot reach the MLflow tracking server at {settings.tracking_uri} "
+            f"(set MLFLOW_TRACKING_URI or --tracking-uri): {exc}\n"
+        )
+        return EXIT_UNREACHABLE
+    sys.stderr.write(f"error: {exc}\n")
+    return EXIT_BAD_INPUT
 
 
 def git_commit(settings: TrainSettings) -> str | None:

@@ -18,9 +18,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from jobs.cli import (
-    EXIT_BAD_INPUT,
-    EXIT_UNREACHABLE,
     add_settings_flags,
+    report_failure,
     settings_from,
     setup_logging,
 )
@@ -122,12 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         version, decision = promote(
             settings, args.run_id, artifact=args.artifact_path, dry_run=args.dry_run
         )
-    except (DataError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_BAD_INPUT
-    except Unreachable as exc:
-        sys.stderr.write(f"error: cannot reach MLflow at {settings.tracking_uri}: {exc}\n")
-        return EXIT_UNREACHABLE
+    except (DataError, ValueError, Unreachable) as exc:
+        return report_failure(exc, settings)
     report = markdown(settings.model_name, settings.model_alias, version, args.run_id, decision)
     if args.summary_file:
         with args.summary_file.open("a") as fh:

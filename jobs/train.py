@@ -20,11 +20,10 @@ from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
 
 from jobs.cli import (
-    EXIT_BAD_INPUT,
-    EXIT_UNREACHABLE,
     FLAGS,
     add_settings_flags,
     git_commit,
+    report_failure,
     settings_from,
     setup_logging,
 )
@@ -238,15 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         result = train(
             settings, params=params, promote=not args.no_promote, force_promote=args.force_promote
         )
-    except (DataError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_BAD_INPUT
-    except Unreachable as exc:
-        sys.stderr.write(
-            f"error: cannot reach the MLflow tracking server at {settings.tracking_uri} "
-            f"(set MLFLOW_TRACKING_URI or --tracking-uri): {exc}\n"
-        )
-        return EXIT_UNREACHABLE
+    except (DataError, ValueError, Unreachable) as exc:
+        return report_failure(exc, settings)
     sys.stdout.write(
         f"run {result.run_id}: {settings.model_name} v{result.version} "
         f"{result.decision.summary()}\n"
