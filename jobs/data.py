@@ -73,6 +73,8 @@ def _read(source: str) -> pd.DataFrame:
             return pd.read_csv(source)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(source)
+    except ImportError as exc:  # e.g. s3:// or gs:// CSV without fsspec/s3fs installed
+        raise DataError(f"--data {source}: reading it needs a package: {exc}") from exc
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"--data {source}: cannot be read as {suffix[1:]}: {exc}") from exc
     raise DataError(

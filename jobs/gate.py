@@ -6,7 +6,7 @@ holdout by more than ``min_improvement`` (ties keep the champion), or if there i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import mlflow
@@ -165,6 +165,18 @@ def run_gate(
     if current == version:
         decision = Decision(False, f"v{version} already holds @{alias}", metric,
                             challenger_scores[metric], current)  # fmt: skip
+    elif decision.promote and not force:
+        # Scoring took seconds: another gate (the CronJob, the promote workflow) may have moved
+        # the alias meanwhile. Never overwrite a champion this run did not judge. (The registry
+        # has no compare-and-set; this narrows the window to one round trip.)
+        latest = champion_version(client, model_name, alias)
+        if latest != current:
+            decision = replace(
+                decision,
+                promote=False,
+                reason=f"superseded: @{alias} moved to v{latest} during evaluation; "
+                "run the gate again",
+            )
     for key, value in decision.tags().items():
         client.set_model_version_tag(model_name, version, key, value)
         if run_id:

@@ -94,6 +94,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     state: Path = args.state_dir.resolve()
+    shown = args.state_dir  # as the user wrote it: .mlkube, not /home/.../.mlkube
     with_serving = serving_available() and not args.no_serve
     console = Console(4)
     for port, who in ((args.mlflow_port, "MLflow"), (args.serve_port, "the model server")):
@@ -109,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
     serving: subprocess.Popen[bytes] | None = None
     try:
         t = console.begin(
-            f"Starting MLflow on {mlflow.uri} (sqlite {state / 'mlflow.db'}, "
-            f"artifacts {state / 'artifacts'})"
+            f"Starting MLflow on {mlflow.uri} (sqlite {shown / 'mlflow.db'}, "
+            f"artifacts {shown / 'artifacts'})"
         )
         try:
             mlflow.start(timeout=args.timeout)
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         serve_url = f"http://127.0.0.1:{args.serve_port}"
         if with_serving:
-            log = state / "serve.log"
+            log = shown / "serve.log"
             t = console.begin(
                 f"Starting the model server on {serve_url} (python -m service, following "
                 f"@{DEFAULT_ALIAS}; log {log})"
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 f"MODEL_NAME={args.model_name} MLFLOW_TRACKING_URI={mlflow.uri} python -m service"
             )
 
-        console.begin("Up. Ctrl-C stops everything (state stays in " + str(state) + ")")
+        console.begin(f"Up. Ctrl-C stops everything (state stays in {shown})")
         console.say(f"      MLflow UI:       {mlflow.uri}")
         console.say(f"      Model registry:  {mlflow.uri}/#/models/{args.model_name}")
         if with_serving:

@@ -195,3 +195,26 @@ def test_holdout_is_what_both_models_are_judged_on(mlflow_env: str, model_name: 
     recorded = float(version_tags(client, model_name, "2")["mlkube.champion_score"])
     assert recorded == pytest.approx(champion_run.data.metrics["f1_macro"], abs=1e-6)
     assert isinstance(pd.__version__, str)
+
+
+def test_gate_never_overwrites_a_champion_it_did_not_judge(
+    mlflow_env: str, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another gate moves the alias while this one scores the champion: this one stands down."""
+    import jobs.gate
+
+    client = MlflowClient(mlflow_env)
+    assert train(model_name, "--classifier", "dummy") == 0  # v1 champion
+    assert train(model_name, "--classifier", "dummy", "--no-promote") == 0  # v2, a bystander
+    real_score = jobs.gate.score_version
+
+    def score_while_someone_promotes(*args, **kwargs):  # type: ignore[no-untyped-def]
+        client.set_registered_model_alias(model_name, "production", "2")
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(jobs.gate, "score_version", score_while_someone_promotes)
+    assert train(model_name) == 0  # v3 beats v1, but v1 is no longer the champion
+    assert alias_version(client, model_name) == "2"
+    tags = version_tags(client, model_name, "3")
+    assert tags["mlkube.decision"] == "not-promoted"
+    assert tags["mlkube.decision_reason"].startswith("superseded: @production moved to v2")
