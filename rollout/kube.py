@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -34,6 +35,20 @@ TIMEOUT = (5.0, 30.0)  # connect, read
 
 class Conflict(RuntimeError):
     """The Deployment changed under us (409, or a failed JSON-patch ``test``): re-read."""
+
+
+class PatchRejected(RuntimeError):
+    """The API server refused the patch itself (422 on an object that did not change): sending
+    it again cannot help. The message carries the server's reason."""
+
+
+# What the API server answers (422, no causes) when a JSON patch does not apply to the current
+# object, a failed ``test`` op included: the failing op is not named (apiserver's
+# NewGenericServerResponse keeps only this text).
+PATCH_DID_NOT_APPLY = "the server rejected our request due to an error in our request"
+# Servers (and emulators) that do pass the JSON-patch library's error on: "testing value /x
+# failed: test failed", "test operation does not apply: is missing path: /x".
+TEST_OP_FAILED = re.compile(r"\btest(ing value \S+)? failed\b|\btest operation\b", re.IGNORECASE)
 
 
 def load_configuration(kubeconfig: str | None) -> client.Configuration:
@@ -93,6 +108,30 @@ def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
     )
 
 
+def _status_of(exc: ApiException) -> tuple[str, list[str]]:
+    """The message and the causes (``field: message``) of the API server's Status answer."""
+    try:
+        status = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return str(exc.body or exc.reason or ""), []
+    if not isinstance(status, dict):
+        return str(status), []
+    causes = [
+        f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")
+        for c in ((status.get("details") or {}).get("causes") or [])
+        if isinstance(c, dict)
+    ]
+    return str(status.get("message") or exc.reason or ""), causes
+
+
+def _precondition(ops: JsonPatch) -> str | None:
+    """The resourceVersion the patch was made against (plan.with_precondition's first op)."""
+    for op in ops:
+        if op.get("path") == "/metadata/resourceVersion" and op.get("op") in ("replace", "test"):
+            return str(op.get("value"))
+    return None
+
+
 class Kube:
     """Deployments read and JSON-patched as dicts; Events created. Nothing else."""
 
@@ -121,7 +160,10 @@ class Kube:
 
     def patch(self, namespace: str, name: str, ops: JsonPatch) -> dict[str, Any] | None:
         """Apply a JSON patch (RFC 6902): it changes exactly the paths it names, nothing else.
-        Raises Conflict on 409/422 (someone wrote first), returns None when the object is gone."""
+
+        Raises Conflict when someone wrote first: 409 (the resourceVersion precondition), or a
+        failed ``test`` op (422). Raises PatchRejected for any other 422 (e.g. the patched object
+        is invalid). Returns None when the object is gone."""
         try:
             response = self._apps.patch_namespaced_deployment(
                 name,
@@ -132,10 +174,31 @@ class Kube:
                 _content_type="application/json-patch+json",
             )
         except ApiException as exc:
-            if exc.status in (409, 422):
-                raise Conflict(f"{namespace}/{name}: {exc.status} {exc.reason}") from exc
+            where = f"{namespace}/{name}"
+            if exc.status == 409:
+                raise Conflict(f"{where}: 409 {exc.reason}") from exc
             if exc.status == 404:
                 return None
+            if exc.status == 422:
+                message, causes = _status_of(exc)
+                if TEST_OP_FAILED.search(message):
+                    raise Conflict(f"{where}: a JSON-patch test failed: {message}") from exc
+                if message == PATCH_DID_NOT_APPLY and not causes:
+                    # Did a test op fail, or is the patch wrong? Our ops were made from the object
+                    # at the resourceVersion they carry: if it moved on, someone wrote first.
+                    now = self.read(namespace, name)
+                    if now is None:
+                        return None
+                    expected = _precondition(ops)
+                    current = (now.get("metadata") or {}).get("resourceVersion")
+                    if expected is not None and current != expected:
+                        raise Conflict(
+                            f"{where}: changed under us (resourceVersion {expected} -> "
+                            f"{current}), so the patch's tests failed"
+                        ) from exc
+                    message += " (the patch does not apply to the unchanged object)"
+                detail = "; ".join([message, *causes])
+                raise PatchRejected(f"{where}: 422 {exc.reason}: {detail}") from exc
             raise
         data: dict[str, Any] = json.loads(cast(Any, response).data)
         return data

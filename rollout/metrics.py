@@ -27,7 +27,8 @@ class Metrics:
         )
         self.registry_errors = Counter(
             "mlkube_rollout_registry_errors_total",
-            "Calls to the MLflow registry that failed (unreachable or 5xx)",
+            "Calls to the MLflow registry that failed: unreachable, 5xx, or refused (401/403 "
+            "and any other 4xx but an alias or model not found)",
             registry=self.registry,
         )
         self.webhooks = Counter(

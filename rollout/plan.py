@@ -313,9 +313,10 @@ def _roll(body: Mapping[str, Any], watched: Watched, version: str, why: str) -> 
 def decide(body: Mapping[str, Any], alias: AliasTarget | None, registry_ok: bool = True) -> Action:
     """What to do with this Deployment now.
 
-    ``alias`` is None when the alias does not exist or the registry did not answer
-    (``registry_ok`` False): then nothing is rolled forward, but a failed rollout is still
-    reverted, since that must not wait for MLflow."""
+    ``alias`` is None when the alias is not set (``registry_ok`` True) or when the registry
+    gave no answer: unreachable, or refusing the call, e.g. 401/403 (``registry_ok`` False).
+    Then nothing is rolled forward, but a failed rollout is still reverted, since that must not
+    wait for MLflow."""
     watched = parse(body)
     if watched is None:
         return Action(Kind.NOOP, reason="not labelled for the operator")
@@ -366,7 +367,17 @@ def decide(body: Mapping[str, Any], alias: AliasTarget | None, registry_ok: bool
         return _roll(body, watched, alias.version, f"alias {watched.alias} moved during rollout")
 
     if alias is None:
-        return Action(Kind.NOOP, reason="registry did not answer; keeping the current version")
+        if not registry_ok:
+            return Action(
+                Kind.NOOP,
+                reason="the registry gave no answer (unreachable, or it refused the call); "
+                "keeping the current version",
+            )
+        return Action(
+            Kind.NOOP,
+            reason=f"alias {watched.alias} of model {watched.model_name} is not set (or the "
+            "model is not registered); keeping the current version",
+        )
 
     if alias.version == watched.failed_version:
         if alias.rollout_tag is None:

@@ -16,9 +16,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from rollout import plan
-from rollout.kube import Conflict, Kube
+from rollout.kube import Conflict, Kube, PatchRejected
 from rollout.metrics import Metrics
-from rollout.registry import Registry, RegistryUnavailable
+from rollout.registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ class _AliasClock:
 class Resolved:
     """One registry lookup, shared by every Deployment that follows the same alias."""
 
-    target: plan.AliasTarget | None
-    ok: bool  # False: MLflow did not answer, ``target`` means nothing
+    target: plan.AliasTarget | None  # None with ok: the alias is not set
+    ok: bool  # False: MLflow did not answer or refused (e.g. 401/403), ``target`` means nothing
 
 
 class Reconciler:
@@ -57,7 +57,7 @@ class Reconciler:
     def resolve(self, model_name: str, alias: str) -> Resolved:
         try:
             target = self.registry.resolve(model_name, alias)
-        except RegistryUnavailable as exc:
+        except RegistryError as exc:  # the registry logged it (WARNING) and counted it
             log.debug("%s", exc)
             return Resolved(None, ok=False)
         if target is not None:
@@ -117,6 +117,12 @@ class Reconciler:
         with self._lock((namespace, name)):
             try:
                 action = self._reconcile(namespace, name, trigger, body, resolved)
+            except PatchRejected as exc:
+                # Not a race: the same patch would be refused again. Said plainly, once per
+                # reconcile (the next poll decides afresh).
+                log.error("the API server rejected our patch of deployment %s", exc)
+                self.metrics.reconciles.labels(trigger=trigger, action="error").inc()
+                return plan.Action(plan.Kind.NOOP, reason=f"patch rejected: {exc}")
             except Exception:
                 log.exception("reconcile of deployment %s/%s failed", namespace, name)
                 self.metrics.reconciles.labels(trigger=trigger, action="error").inc()
@@ -226,7 +232,7 @@ class Reconciler:
                     plan.TAG_ROLLOUT,
                     action.tag,
                 )
-            except RegistryUnavailable as exc:
+            except RegistryError as exc:
                 # Not lost: decide() re-tags while the alias points at the untagged version.
                 log.warning("%s: could not tag version %s yet: %s", where, action.version, exc)
 

@@ -38,7 +38,6 @@ from mlkube.names import DEFAULT_MODEL_NAME
 
 TRAIN_LINE = re.compile(r"^run (?P<run>[0-9a-f]{8,}): (?P<model>\S+) v(?P<version>\d+)\b", re.M)
 SERVING_PORT = 8080
-MLFLOW_PORT = 5000
 MIN_REQUESTS = 10  # before and after the rollout, so the no-failure verdict means something
 
 
@@ -301,8 +300,8 @@ def predict_through_ingress(ctx: Ctx) -> None:
 
 
 def connect_mlflow(ctx: Ctx) -> None:
-    service = kube.mlflow_service(ctx)
-    proc, port = port_forward(ctx, f"svc/{service}", MLFLOW_PORT)
+    service, remote = kube.mlflow_service(ctx)
+    proc, port = port_forward(ctx, f"svc/{service}", remote)
     uri = f"http://127.0.0.1:{port}"
     wait_http(ctx, proc, f"{uri}/health", f"svc/{service}")
     ctx.state.extra["tracking_uri"] = uri

@@ -72,10 +72,24 @@ def find_one(ctx: Ctx, kind: str, selector: str, what: str) -> dict[str, Any]:
     return sorted(found, key=name_of)[0]
 
 
-def mlflow_service(ctx: Ctx) -> str:
-    return name_of(
-        find_one(ctx, "service", release_selector(ctx.opts.release, "mlflow"), "MLflow Service")
+def service_port(service: dict[str, Any], port_name: str = "http") -> int:
+    """The port a Service exposes under ``port_name`` (the only one, when it has one)."""
+    ports = [p for p in service.get("spec", {}).get("ports") or [] if isinstance(p, dict)]
+    named = [p for p in ports if p.get("name") == port_name] or (ports if len(ports) == 1 else [])
+    if not named or not str(named[0].get("port", "")).isdigit():
+        listed = ", ".join(f"{p.get('name', '?')}:{p.get('port', '?')}" for p in ports) or "none"
+        raise StepFailed(
+            f"service/{name_of(service)} has no port named {port_name!r} (ports: {listed})"
+        )
+    return int(named[0]["port"])
+
+
+def mlflow_service(ctx: Ctx) -> tuple[str, int]:
+    """Name and `http` port of the MLflow Service (`mlflow.service.port` in the values)."""
+    service = find_one(
+        ctx, "service", release_selector(ctx.opts.release, "mlflow"), "MLflow Service"
     )
+    return name_of(service), service_port(service)
 
 
 def mlflow_deployment(ctx: Ctx) -> str:

@@ -8,6 +8,7 @@ time through ``ctx.clock``/``ctx.sleep``), so unit tests run every step against 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import urllib.error
@@ -45,11 +46,18 @@ TOOL_HINTS = {
     "https://helm.sh/docs/intro/install/",
 }
 
+# The oldest Helm with every flag we (and pyhelm3 under us) pass; the newest of them is
+# `uninstall --wait` (3.7). None is Helm-4-only, and pyhelm3 renames the ones Helm 4 changed.
+MIN_HELM = (3, 8)
+
 # Two Iris rows in MLflow's dataframe_split format, which /invocations accepts as
 # `mlflow models serve` does; the columns are the training job's feature names.
 SAMPLE_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SAMPLE_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 SAMPLE_REQUEST = {"dataframe_split": {"columns": SAMPLE_COLUMNS, "data": SAMPLE_ROWS}}
+
+# Read by the training job (jobs.settings.TrainSettings): `cron` on the CronJob, `manual` here.
+ENV_TRAIN_TRIGGER = "TRAIN_TRIGGER"
 
 # Where the chart takes each image from: <values key>.image.{repository,tag}.
 IMAGE_VALUES_KEY = {
@@ -138,6 +146,8 @@ def tools_step(names: tuple[str, ...], docker_daemon: bool) -> Step:
             raise StepFailed("\n".join(f"{n} is missing: {TOOL_HINTS.get(n, n)}" for n in missing))
         for name in names:
             ctx.console.info(f"{name}: {ctx.tools[name]}")
+        if "helm" in names:
+            ctx.console.info(f"helm version {check_helm_version(ctx)}")
         if docker_daemon:
             info = ctx.run("docker", "info", "--format", "{{.ServerVersion}}", check=False)
             if not info.ok:
@@ -149,6 +159,32 @@ def tools_step(names: tuple[str, ...], docker_daemon: bool) -> Step:
             ctx.console.info(f"docker daemon {info.stdout.strip()}")
 
     return Step("tools", "Checking " + ", ".join(names), action)
+
+
+def check_helm_version(ctx: Ctx) -> str:
+    """The helm we run must be 3.8 or later; your own helm on PATH comes before ./bin's."""
+    path = ctx.tool("helm")
+    fix = (
+        f"upgrade {path} to Helm 3.8 or later (https://helm.sh/docs/intro/install/), or take it "
+        "off PATH so the pinned ./bin/helm of `make tools` is used"
+    )
+    answer = ctx.run("helm", "version", "--template", "{{.Version}}", check=False, timeout=30)
+    text = (answer.stdout + answer.stderr).strip()
+    found = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    if not answer.ok or found is None:
+        raise StepFailed(
+            f"`{path} version` did not tell its version ({text[-300:] or 'no output'}); "
+            f"mlkube needs Helm {MIN_HELM[0]}.{MIN_HELM[1]} or later: {fix}"
+        )
+    major, minor = int(found.group(1)), int(found.group(2))
+    version = found.group(0)
+    if (major, minor) < MIN_HELM:
+        raise StepFailed(
+            f"{path} is Helm {version}; mlkube needs Helm {MIN_HELM[0]}.{MIN_HELM[1]} or later "
+            f"(it calls `helm uninstall --wait` and `helm upgrade --install --create-namespace "
+            f"--output json`): {fix}"
+        )
+    return version
 
 
 # --- cluster and context -------------------------------------------------------------------
@@ -398,10 +434,13 @@ def install_release(ctx: Ctx) -> None:
             for p in opts.values_files
         )
     )
-    # No `--wait` here: the serving pods stay unready until a model exists, and the model comes
-    # from the training that needs this release installed. The next steps wait, one component at
-    # a time, with their own progress and hints. On EKS a failed upgrade rolls back; on kind the
-    # failed state stays for you to inspect.
+    # Neither `--wait` nor `--atomic`/`--rollback-on-failure`, on kind and EKS alike: the serving
+    # pods stay unready until a model exists, and the first model comes from the chart's
+    # post-install training hook. Helm 4's --rollback-on-failure implies waiting for every
+    # resource to be ready before the post-install hooks run, so a first install would wait for
+    # a model that only the hook can make, time out, and be rolled back (uninstalled). The next
+    # steps wait instead, one component at a time, with their own progress and hints; a failed
+    # release stays for you to inspect (`helm rollback` goes back by hand).
     ctx.console.info(
         "Helm also runs the chart's hooks (webhook registration; on a first install, the first "
         f"training) and waits for them: a few minutes, at most {int(opts.timeout)}s"
@@ -413,7 +452,7 @@ def install_release(ctx: Ctx) -> None:
         namespace=opts.namespace,
         context=ctx.context,
         wait=False,
-        atomic=opts.env == "eks",
+        atomic=False,
         timeout=f"{int(opts.timeout)}s",
     )
     ctx.state.extra["revision"] = revision.revision
@@ -440,15 +479,46 @@ def wait_mlflow(ctx: Ctx) -> None:
     rollout_status(ctx, kube.name_of(found[0]))
 
 
+def mark_manual(job: dict[str, Any]) -> dict[str, Any]:
+    """The Job ``kubectl create job --from=cronjob/...`` would create, with ``TRAIN_TRIGGER`` set
+    to ``manual`` on its training container(s): a copy of the CronJob's pod says ``cron``, and
+    the run's tags would call a run started by hand a scheduled one."""
+    containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    training = [
+        c for c in containers if any(e.get("name") == ENV_TRAIN_TRIGGER for e in c.get("env") or [])
+    ] or [c for c in containers if "jobs.train" in (c.get("command") or [])]
+    if not training:
+        raise StepFailed(
+            "the training CronJob's pod has no container that runs `python -m jobs.train` "
+            f"(none sets {ENV_TRAIN_TRIGGER}): is it the mlkube chart's?"
+        )
+    for container in training:
+        env = [e for e in container.get("env") or [] if e.get("name") != ENV_TRAIN_TRIGGER]
+        container["env"] = [*env, {"name": ENV_TRAIN_TRIGGER, "value": "manual"}]
+    return job
+
+
 def run_training(ctx: Ctx) -> None:
-    """A Job made from the CronJob (same image, env and limits), its logs streamed, its end
-    awaited."""
+    """A Job made from the CronJob (same image, env and limits; ``TRAIN_TRIGGER=manual``), its
+    logs streamed, its end awaited."""
     ns = ctx.opts.namespace
     cronjob = kube.training_cronjob(ctx)
     job = f"{cronjob[:40]}-manual-{time.strftime('%Y%m%d%H%M%S', time.gmtime(ctx.now()))}"
-    ctx.kubectl("create", "job", job, f"--from=cronjob/{cronjob}", "-n", ns)
+    # kubectl builds the Job as `create job --from` does (owner reference to the CronJob, its
+    # labels and annotations); we change the trigger, then create it.
+    dry_run = ["create", "job", job, f"--from=cronjob/{cronjob}", "-n", ns, "--dry-run=client"]
+    built = ctx.kubectl(*dry_run, "-o", "json").stdout
+    try:
+        manifest = json.loads(built)
+    except json.JSONDecodeError as exc:
+        raise StepFailed(f"kubectl {' '.join(dry_run)} did not answer JSON: {built[:200]}") from exc
+    if not isinstance(manifest, dict):
+        raise StepFailed(f"kubectl {' '.join(dry_run)} answered {type(manifest).__name__}")
+    ctx.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(mark_manual(manifest)))
     ctx.state.extra["job"] = job
-    ctx.console.info(f"job/{job} created from cronjob/{cronjob}; its log follows")
+    ctx.console.info(
+        f"job/{job} created from cronjob/{cronjob} ({ENV_TRAIN_TRIGGER}=manual); its log follows"
+    )
     timeout = int(ctx.opts.timeout)
     ctx.kubectl(
         "logs",
@@ -617,7 +687,7 @@ def summary(ctx: Ctx) -> None:
 
 
 def port_forward_ui(ctx: Ctx) -> None:
-    service = kube.mlflow_service(ctx)
+    service, remote = kube.mlflow_service(ctx)
     port = ctx.opts.port
     ctx.console.info(f"MLflow UI on http://127.0.0.1:{port}  (Ctrl-C stops the port-forward)")
     try:
@@ -628,7 +698,7 @@ def port_forward_ui(ctx: Ctx) -> None:
             "--address",
             "127.0.0.1",
             f"svc/{service}",
-            f"{port}:5000",
+            f"{port}:{remote}",
             capture=False,
         )
     except KeyboardInterrupt:
@@ -700,8 +770,9 @@ def destroy_eks(ctx: Ctx) -> None:
         )
     ctx.helm.uninstall(opts.release, namespace=opts.namespace, context=ctx.context)
     ctx.console.info(
-        f"release {opts.release} uninstalled; PersistentVolumeClaims and the namespace stay "
-        f"(kubectl delete namespace {opts.namespace} removes them)"
+        f"release {opts.release} uninstalled; its data stays for a reinstall: the "
+        "PersistentVolumeClaims, the generated Secrets (database password, webhook keys) and "
+        f"the namespace (kubectl delete namespace {opts.namespace} removes them)"
     )
 
 

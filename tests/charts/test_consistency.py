@@ -11,17 +11,20 @@ import base64
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import AliasChoices, AliasPath
 from pydantic_settings import BaseSettings
 
 from mlkube import names
 from tests.charts.manifests import (
+    CHART,
     NAMESPACE,
     RELEASE,
     Doc,
     Rendered,
     component,
     containers,
+    helm_template,
     name,
 )
 
@@ -496,3 +499,55 @@ def test_generated_webhook_encryption_key_is_a_fernet_key(renders: dict[str, Ren
     secret = renders["default"].get("Secret", name("mlflow"))
     fernet = Fernet(base64.b64decode(secret["data"]["webhook-encryption-key"]))
     assert fernet.decrypt(fernet.encrypt(b"hmac")) == b"hmac"
+
+
+def test_generated_secrets_outlive_the_release(renders: dict[str, Rendered]) -> None:
+    """`helm uninstall` keeps what the chart generated: MLflow's PVC, Postgres' volume or an
+    external database survive an uninstall, and their data is encrypted with (webhook key) or
+    guarded by (database password) these values; a reinstall must find the same ones."""
+    expected = {
+        name("mlflow"): "webhook-encryption-key",
+        name("mlflow-auth"): "admin-password",
+        name("postgres"): "password",
+        name("rollout-webhook"): "webhook-secret",
+    }
+    full = {s["metadata"]["name"]: s for s in renders[FULL].of_kind("Secret")}
+    assert set(full) == set(expected), "the full values file renders every generated Secret"
+    for secret, key in expected.items():
+        assert key in full[secret]["data"]
+    for rendered in renders.values():
+        for secret in rendered.of_kind("Secret"):
+            annotations = secret["metadata"].get("annotations") or {}
+            assert annotations.get("helm.sh/resource-policy") == "keep", (
+                f"{rendered.name}: Secret {secret['metadata']['name']} is deleted by helm "
+                "uninstall while the data it protects stays"
+            )
+
+
+def test_existing_secrets_replace_the_generated_ones() -> None:
+    """GitOps (`helm template`, Argo CD): `lookup` is empty there, so generated values would change
+    on every render; each generated Secret has an `existingSecret` that switches it off."""
+    proc = helm_template(
+        "-f",
+        str(CHART / "ci" / f"{FULL}.yaml"),
+        "--set",
+        "mlflow.webhooks.existingSecret=mine-webhooks,mlflow.auth.existingSecret=mine-auth",
+        "--set",
+        "postgres.existingSecret=mine-pg,rollout.webhook.existingSecret=mine-hmac",
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == []
+    refs = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "Job", "CronJob")
+        for c in containers(
+            d["spec"]["jobTemplate"]["spec"]["template"]
+            if d["kind"] == "CronJob"
+            else d["spec"]["template"]
+        )
+        for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert {"mine-webhooks", "mine-auth", "mine-pg", "mine-hmac"} <= refs

@@ -9,7 +9,8 @@ be the architecture's list:
   helm tests} -> MLflow,
   MLflow -> operator webhook, MLflow -> Postgres (bundled), helm tests -> serving,
   operator -> API server, every pod -> cluster DNS, and the outside services the values name
-  (S3, an external database or MLflow, a training data URL).
+  (S3, an external database or MLflow, a training data URL); Prometheus -> the /metrics of the
+  operator and MLflow only when ``networkPolicy.metricsFrom`` names it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,20 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-from tests.charts.manifests import NAMESPACE, Doc, Rendered, component
+from tests.charts.manifests import (
+    CHART,
+    NAMESPACE,
+    Doc,
+    Rendered,
+    component,
+    deep_merge,
+    helm_template,
+)
 
 pytestmark = pytest.mark.charts
 
@@ -41,6 +52,7 @@ NAMESPACE_LABELS = {
     "kube-system": {"kubernetes.io/metadata.name": "kube-system"},
     "ingress": {"kubernetes.io/metadata.name": "ingress"},
     "other": {"kubernetes.io/metadata.name": "other"},
+    "monitoring": {"kubernetes.io/metadata.name": "monitoring"},
 }
 
 KUBE_DNS = Endpoint(
@@ -53,8 +65,12 @@ INTERNET = Endpoint(
 INGRESS_CONTROLLER = Endpoint("ingress-controller", "10.244.9.9", {"app": "proxy"}, "ingress")
 OTHER_POD = Endpoint("other-pod", "10.244.8.8", {"app": "x"}, "other", ((8080, "TCP"),))
 LOAD_BALANCER = Endpoint("load-balancer", "192.0.2.50")
+PROMETHEUS = Endpoint(
+    "prometheus", "10.244.7.7", {"app.kubernetes.io/name": "prometheus"}, "monitoring"
+)
 OUTSIDE = (KUBE_DNS, API_SERVER, INTERNET, OTHER_POD)
-SOURCES_OUTSIDE = (INGRESS_CONTROLLER, LOAD_BALANCER, OTHER_POD)
+SOURCES_OUTSIDE = (INGRESS_CONTROLLER, LOAD_BALANCER, OTHER_POD, PROMETHEUS)
+ANY_SOURCE = [s.name for s in SOURCES_OUTSIDE]
 
 
 def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -165,18 +181,29 @@ def expected_flows(rendered: Rendered) -> set[Flow]:
     comps = {component(w) for w, _ in rendered.pods()}
     flows: set[Flow] = {(c, "dns", 53, proto) for c in comps for proto in ("UDP", "TCP")}
 
+    # metricsFrom names Prometheus' namespace and pods (asserted below, so the flows it adds
+    # are known); empty: Prometheus gets nothing it would not get as any other outside source.
+    scrapers = ["prometheus"] if v["networkPolicy"]["metricsFrom"] else []
+    for peer in v["networkPolicy"]["metricsFrom"]:
+        assert _peer_matches(peer, PROMETHEUS)
+        assert not _peer_matches(peer, OTHER_POD)
+
     def to_mlflow(src: str) -> None:
         if v["mlflow"]["enabled"]:
             flows.add((src, "mlflow", 5000, "TCP"))
-        else:  # an external server: the port of its URI, anywhere
-            port = 443 if v["mlflow"]["externalUri"].startswith("https") else 80
-            flows.update({(src, "internet", port, "TCP"), (src, "apiserver", port, "TCP")})
+        else:  # an external server: externalPort, else the port of its URI, to any address
+            uri = urlsplit(v["mlflow"]["externalUri"])
+            port = v["mlflow"]["externalPort"] or uri.port or (443 if uri.scheme == "https" else 80)
+            for dst in (INTERNET, API_SERVER):
+                if port in dict(dst.ports):
+                    flows.add((src, dst.name, port, "TCP"))
 
     if "serving" in comps:
         to_mlflow("serving")
-        sources = ["ingress-controller"]
-        if not v["networkPolicy"]["servingFrom"]:
-            sources += ["load-balancer", "other-pod"]
+        if v["networkPolicy"]["servingFrom"]:
+            sources = ["ingress-controller", *scrapers]
+        else:
+            sources = ANY_SOURCE
         flows.update((s, "serving", 8080, "TCP") for s in sources)
         flows.add(("test", "serving", 8080, "TCP"))
     if "training" in comps:
@@ -193,15 +220,14 @@ def expected_flows(rendered: Rendered) -> set[Flow]:
                 flows.add(("rollout", "internet", port, "TCP"))
         if v["mlflow"]["enabled"]:
             flows.add(("mlflow", "rollout", 8000, "TCP"))
+            flows.update((s, "rollout", 8000, "TCP") for s in scrapers)
         else:  # an external MLflow posts webhooks from outside
-            flows.update(
-                (s, "rollout", 8000, "TCP")
-                for s in ("ingress-controller", "load-balancer", "other-pod")
-            )
+            flows.update((s, "rollout", 8000, "TCP") for s in ANY_SOURCE)
     if "rollout-webhook" in comps:  # the hook Job that registers the webhook in MLflow
         to_mlflow("rollout-webhook")
     if "mlflow" in comps:
         flows.add(("test", "mlflow", 5000, "TCP"))
+        flows.update((s, "mlflow", 5000, "TCP") for s in scrapers)
         backend = v["mlflow"]["backend"]
         if backend["type"] == "postgres":
             flows.add(("mlflow", "postgres", 5432, "TCP"))
@@ -233,6 +259,26 @@ def test_network_policies_allow_exactly_the_architecture(rendered: Rendered) -> 
         f"flows the architecture does not have: {allowed - expected}"
     )
     assert expected - allowed == set(), f"flows the policies block: {expected - allowed}"
+
+
+def test_external_mlflow_port_overrides_the_uris() -> None:
+    """A NetworkPolicy matches the destination pod's port, not the Service port a URI names:
+    ``mlflow.externalPort`` opens that port instead of the URI's (here 443)."""
+    path = CHART / "ci" / "external-mlflow-values.yaml"
+    proc = helm_template("-f", str(path), "--set", "mlflow.externalPort=5000")
+    assert proc.returncode == 0, proc.stderr
+    values = deep_merge(
+        deep_merge(
+            yaml.safe_load((CHART / "values.yaml").read_text()), yaml.safe_load(path.read_text())
+        ),
+        {"mlflow": {"externalPort": 5000}},
+    )
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    rendered = Rendered("external-port", path, values, proc.stdout, docs)
+    allowed = allowed_flows(rendered)
+    assert allowed == expected_flows(rendered)
+    assert ("training", "internet", 5000, "TCP") in allowed
+    assert ("training", "internet", 443, "TCP") not in allowed
 
 
 def test_evaluator_sees_a_blocked_flow() -> None:

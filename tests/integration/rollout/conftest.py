@@ -63,6 +63,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     """KubernetesEmulator + optimistic concurrency and generations for Deployments."""
 
     inject_conflicts: int = 0  # answer the operator's next N Deployment patches with 409
+    # Writes by someone else, each applied just before the operator's next Deployment patch
+    # reaches the store: the operator's patch then meets an object it did not read.
+    concurrent_edits: list[Callable[[dict[str, Any]], None]] = attrs.field(factory=list)
 
     async def _handle(self, request: kmock.Request) -> Any:
         if (
@@ -71,7 +74,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             and request.name is not None
             and (DEPLOYMENTS, request.namespace, request.name) in self.objects
         ):
-            stored = self.objects[DEPLOYMENTS, request.namespace, request.name]
+            key = (DEPLOYMENTS, request.namespace, request.name)
+            agent = request.headers.get("User-Agent", "")
+            if self.concurrent_edits and agent.startswith(OPERATOR_AGENTS):
+                edited = copy.deepcopy(self.objects[key].raw)
+                self.concurrent_edits.pop(0)(edited)
+                meta = edited["metadata"]
+                meta["resourceVersion"] = str(int(meta.get("resourceVersion") or "0") + 1)
+                self.objects[key] = edited
+            stored = self.objects[key]
             if not stored.deleted:
                 self._version(request, stored.raw)
         return await super()._handle(request)
@@ -85,7 +96,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         try:
             new = _apply(old, request.data)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise kmock.KubernetesError(422, "Invalid", f"json patch failed: {exc}") from exc
+            # As the real API server answers any JSON patch that does not apply (a failed
+            # `test` op included): 422 with a generic message that names no op.
+            raise kmock.KubernetesError(
+                422, "Invalid", "the server rejected our request due to an error in our request"
+            ) from exc
         old_version = old_meta.get("resourceVersion")
         if old_version and new.get("metadata", {}).get("resourceVersion") != old_version:
             raise kmock.KubernetesError(409, "Conflict", "the object has been modified")

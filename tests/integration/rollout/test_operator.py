@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -348,6 +349,37 @@ async def test_conflict_is_re_read_and_retried(cluster, model, start_operator):
     assert cluster.api.inject_conflicts == 0
     assert len(cluster.deployment_patches(NAME)) == 2  # 409, then the retry
     assert operator.metric("mlkube_rollout_rollouts_total", result="started") == 1
+
+
+async def test_a_write_between_read_and_patch_is_a_conflict_not_an_error(
+    cluster, model, start_operator, caplog
+):
+    """Someone inserts an env var in the serving container between the operator's read and its
+    patch: the patch's `test` op guarding MODEL_VERSION's position fails, which the API server
+    answers with a bare 422. The operator sees the object moved on, re-reads and pins the new
+    version at its new position, keeping the other writer's change."""
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.5)
+
+    def insert_env(body: dict[str, Any]) -> None:
+        env = body["spec"]["template"]["spec"]["containers"][0]["env"]
+        env.insert(0, {"name": "FEATURE_FLAG", "value": "on"})
+
+    cluster.api.concurrent_edits.append(insert_env)
+    caplog.set_level(logging.INFO, logger="rollout.reconciler")
+    await model.set_alias("2")
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+    assert "changed under us" in caplog.text  # the bare 422, read as a conflict
+    assert cluster.api.concurrent_edits == []
+    env = cluster.get(NAME)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0] == {"name": "FEATURE_FLAG", "value": "on"}
+    assert [v["name"] for v in env].count("MODEL_VERSION") == 1
+    assert len(cluster.deployment_patches(NAME)) == 2  # the 422, then the retry
+    assert operator.metric("mlkube_rollout_rollouts_total", result="started") == 1
+    for trigger in ("poll", "event", "webhook"):
+        errors = operator.metric("mlkube_rollout_reconciles_total", trigger=trigger, action="error")
+        assert errors == 0
 
 
 async def test_cluster_wide_pins_every_labelled_deployment(cluster, model, start_operator):

@@ -76,7 +76,13 @@ class FakeCommands:
     calls: list[list[str]] = field(default_factory=list)
     contexts: list[str | None] = field(default_factory=list)
     envs: list[Mapping[str, str] | None] = field(default_factory=list)
+    inputs: list[str | None] = field(default_factory=list)  # what each command got on stdin
     spawned: list[FakeProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # What `helm version --template {{.Version}}` prints; a test's own rule wins (later rules
+        # are matched first).
+        self.rules.insert(0, (("helm", "version"), [ok("v4.1.4")]))
 
     def on(self, *prefix: str, answer: Answer | list[Answer] | None = None) -> FakeCommands:
         """``on("kubectl get job", answer=...)``: words may come space-separated."""
@@ -98,6 +104,7 @@ class FakeCommands:
         self.calls.append(words)
         self.contexts.append(context)
         self.envs.append(env)
+        self.inputs.append(input)
         result = ok()
         for prefix, answers in reversed(self.rules):
             if tuple(words[: len(prefix)]) == prefix:
@@ -118,6 +125,12 @@ class FakeCommands:
     def ran(self, *prefix: str) -> list[list[str]]:
         words = split(prefix)
         return [c for c in self.calls if tuple(c[: len(words)]) == words]
+
+    def input_of(self, *prefix: str) -> str:
+        """The stdin of the first command that starts with ``prefix``."""
+        found = self.inputs[self.index(*prefix)]
+        assert found is not None, f"{prefix} got nothing on stdin"
+        return found
 
     def index(self, *prefix: str) -> int:
         prefix = split(prefix)
@@ -307,6 +320,61 @@ def deployment(
             "readyReplicas": replicas if available is None else available,
         },
     }
+
+
+def service(name: str = "mlkube-mlflow", port: int = 5000) -> dict[str, Any]:
+    """A Service as `kubectl get -o json` lists it: its port `http` in front of the pods' 5000."""
+    return {
+        "metadata": {"name": name},
+        "spec": {"ports": [{"name": "http", "port": port, "targetPort": 5000, "protocol": "TCP"}]},
+    }
+
+
+TRAINING_ENV = [
+    {"name": "MLFLOW_TRACKING_URI", "value": "http://mlkube-mlflow.mlkube.svc:5000"},
+    {"name": "MODEL_NAME", "value": "iris-classifier"},
+    {"name": "TRAIN_TRIGGER", "value": "cron"},
+    {"name": "TRAIN_CONNECT_TIMEOUT", "value": "120"},
+]
+
+
+def job_from_cronjob(words: list[str]) -> Result:
+    """What ``kubectl create job NAME --from=cronjob/CRON --dry-run=client -o json`` prints: the
+    CronJob's job template under the new name, owned by the CronJob, its pod as the chart's (a
+    `train` container whose env says TRAIN_TRIGGER=cron)."""
+    name = words[3]
+    cronjob = next(w for w in words if w.startswith("--from=")).split("/", 1)[1]
+    return obj(
+        apiVersion="batch/v1",
+        kind="Job",
+        metadata={
+            "name": name,
+            "namespace": "mlkube",
+            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+            "labels": {"app.kubernetes.io/component": "training"},
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob, "uid": "u-1"}
+            ],
+        },
+        spec={
+            "backoffLimit": 2,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/component": "training"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "train",
+                            "image": "mlkube-train:0.1.0",
+                            "command": ["python", "-m", "jobs.train"],
+                            "env": [dict(e) for e in TRAINING_ENV],
+                        }
+                    ],
+                },
+            },
+        },
+        status={},
+    )
 
 
 def ingress(

@@ -15,8 +15,9 @@ import pytest
 from mlkube.deploy import cli, kube
 from mlkube.deploy.helm import Revision, merge_values
 from mlkube.deploy.options import Options
-from mlkube.deploy.runner import run_steps
+from mlkube.deploy.runner import StepFailed, run_steps
 from mlkube.deploy.steps import (
+    mark_manual,
     plan_destroy,
     plan_predict,
     plan_status,
@@ -27,17 +28,20 @@ from mlkube.deploy.steps import (
 from tests.unit.deploy.fakes import (
     ALL_TOOLS,
     INSTANCE,
+    TRAINING_ENV,
     FakeCommands,
     FakeHelm,
     FakeHttp,
     deployment,
     fail,
     ingress,
+    job_from_cronjob,
     kjson,
     make_ctx,
     make_repo,
     obj,
     ok,
+    service,
 )
 
 
@@ -189,6 +193,7 @@ def test_destroy_eks_needs_confirmation(repo: Path) -> None:
     assert helm.calls == [
         ("uninstall", {"release": "mlkube", "namespace": "mlkube", "context": "prod"})
     ]
+    assert "the generated Secrets (database password, webhook keys)" in out.getvalue()
 
 
 # --- ui, predict, status, train ------------------------------------------------------------------
@@ -196,7 +201,8 @@ def test_destroy_eks_needs_confirmation(repo: Path) -> None:
 
 def test_ui_port_forwards_to_the_mlflow_service(repo: Path) -> None:
     cmds = with_kind_context(FakeCommands())
-    cmds.on("kubectl", "get", "service", answer=kjson({"metadata": {"name": "mlkube-mlflow"}}))
+    # mlflow.service.port=80: the Service listens on 80 (its pods on 5000).
+    cmds.on("kubectl", "get", "service", answer=kjson(service("mlkube-mlflow", port=80)))
     ctx, out, _ = make_ctx(Options(repo=repo, port=5001), cmds)
     assert run_steps(plan_ui(ctx.opts), ctx) == 0
     assert cmds.ran("kubectl", "port-forward") == [
@@ -208,12 +214,24 @@ def test_ui_port_forwards_to_the_mlflow_service(repo: Path) -> None:
             "--address",
             "127.0.0.1",
             "svc/mlkube-mlflow",
-            "5001:5000",
+            "5001:80",
         ]
     ]
     assert "MLflow UI on http://127.0.0.1:5001" in out.getvalue()
     get = cmds.ran("kubectl", "get", "service")[0]
     assert get[get.index("-l") + 1] == f"{INSTANCE},app.kubernetes.io/component=mlflow"
+
+
+def test_ui_names_the_ports_when_the_service_has_no_http_port(repo: Path) -> None:
+    svc = service()
+    svc["spec"]["ports"] = [{"name": "web", "port": 80}, {"name": "grpc", "port": 9000}]
+    cmds = with_kind_context(FakeCommands()).on("kubectl", "get", "service", answer=kjson(svc))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds)
+    assert run_steps(plan_ui(ctx.opts), ctx) == 1
+    assert "service/mlkube-mlflow has no port named 'http' (ports: web:80, grpc:9000)" in (
+        out.getvalue()
+    )
+    assert not cmds.ran("kubectl", "port-forward")
 
 
 def test_ui_without_a_cluster_says_so(repo: Path) -> None:
@@ -276,16 +294,49 @@ def test_status(repo: Path) -> None:
 def test_train_on_the_cluster_creates_a_job_from_the_cronjob(repo: Path) -> None:
     cmds = FakeCommands().on("kubectl", "config", "current-context", answer=ok("prod\n"))
     cmds.on("kubectl", "get", "cronjob", answer=kjson({"metadata": {"name": "mlkube-training"}}))
+    cmds.on("kubectl", "create", "job", answer=job_from_cronjob)
     cmds.on("kubectl", "get", "job", answer=obj(status={"succeeded": 1}))
     ctx, out, _ = make_ctx(Options(repo=repo, env="eks"), cmds)
     assert run_steps(plan_train(ctx.opts), ctx) == 0
-    assert cmds.ran("kubectl", "create", "job")[0][4] == "--from=cronjob/mlkube-training"
+    # kubectl builds the Job from the CronJob without creating it...
+    build = cmds.ran("kubectl", "create", "job")[0]
+    assert build[4] == "--from=cronjob/mlkube-training"
+    assert build[-3:] == ["--dry-run=client", "-o", "json"]
+    # ...then it is created with TRAIN_TRIGGER=manual (the CronJob's pod says cron), the rest
+    # of what kubectl built kept as it was.
+    created = json.loads(cmds.input_of("kubectl", "create", "-n", "mlkube", "-f", "-"))
+    assert cmds.index("kubectl", "create", "job") < cmds.index("kubectl", "create", "-n")
+    assert created["metadata"]["name"] == "mlkube-training-manual-20260101000000"
+    assert created["metadata"]["ownerReferences"][0]["name"] == "mlkube-training"
+    [train] = created["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in train["env"]}
+    assert env == {
+        **{e["name"]: e["value"] for e in TRAINING_ENV},
+        "TRAIN_TRIGGER": "manual",
+    }
+    assert [e["name"] for e in train["env"]].count("TRAIN_TRIGGER") == 1
+    assert "(TRAIN_TRIGGER=manual)" in out.getvalue()
     logs = cmds.ran("kubectl", "logs")[0]
     assert logs[:4] == ["kubectl", "logs", "-f", "job/mlkube-training-manual-20260101000000"]
     assert "--pod-running-timeout=600s" in logs
     assert {c for c, w in zip(cmds.contexts, cmds.calls, strict=True) if w[1] != "config"} == {
         "prod"
     }
+
+
+def test_mark_manual_finds_the_training_container() -> None:
+    job = json.loads(job_from_cronjob(["kubectl", "create", "job", "j", "--from=cronjob/c"]).stdout)
+    containers = job["spec"]["template"]["spec"]["containers"]
+    containers[0]["env"] = [e for e in containers[0]["env"] if e["name"] != "TRAIN_TRIGGER"]
+    sidecar = {"name": "sidecar", "image": "proxy", "env": [{"name": "A", "value": "1"}]}
+    containers.insert(0, sidecar)
+    marked = mark_manual(job)["spec"]["template"]["spec"]["containers"]
+    assert marked[0]["env"] == [{"name": "A", "value": "1"}]  # the sidecar is left alone
+    assert marked[1]["env"][-1] == {"name": "TRAIN_TRIGGER", "value": "manual"}  # by its command
+
+    containers[:] = [containers[0]]
+    with pytest.raises(StepFailed, match="no container that runs `python -m jobs.train`"):
+        mark_manual(job)
 
 
 def test_train_without_the_release(repo: Path) -> None:

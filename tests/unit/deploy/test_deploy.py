@@ -4,6 +4,7 @@ and which Helm values; and what the user reads when a step fails."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 
 from mlkube.deploy.helm import HelmError, Revision
 from mlkube.deploy.options import CLOUD_PROVIDER_KIND_IMAGE, Options
-from mlkube.deploy.runner import run_steps
+from mlkube.deploy.runner import Result, run_steps
 from mlkube.deploy.steps import plan_deploy
 from tests.unit.deploy.fakes import (
     INSTANCE,
@@ -21,6 +22,7 @@ from tests.unit.deploy.fakes import (
     deployment,
     fail,
     ingress,
+    job_from_cronjob,
     kjson,
     make_ctx,
     make_repo,
@@ -71,6 +73,7 @@ def cluster_world(
         "kubectl", "get", "deployment", "-n", "mlkube", "-l", SERVING_SEL, answer=kjson(serving)
     )
     cmds.on("kubectl", "get", "cronjob", answer=kjson({"metadata": {"name": "mlkube-training"}}))
+    cmds.on("kubectl", "create", "job", answer=job_from_cronjob)
     cmds.on(
         "kubectl", "get", "job", answer=[obj(status=s) for s in (job_states or [{"succeeded": 1}])]
     )
@@ -195,7 +198,7 @@ def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) 
     assert values["image"] == {"pullPolicy": "IfNotPresent"}  # no registry on kind
     assert values["training"]["image"]["repository"] == "mlkube-train"
 
-    # The first training is a Job made from the CronJob.
+    # The first training is a Job made from the CronJob, created as a manual run.
     assert cmds.ran("kubectl", "create", "job") == [
         [
             "kubectl",
@@ -205,8 +208,14 @@ def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) 
             "--from=cronjob/mlkube-training",
             "-n",
             "mlkube",
+            "--dry-run=client",
+            "-o",
+            "json",
         ]
     ]
+    created = json.loads(cmds.input_of("kubectl", "create", "-n", "mlkube", "-f", "-"))
+    [train] = created["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e["value"] for e in train["env"]}["TRAIN_TRIGGER"] == "manual"
     # Every kubectl call names the kind context explicitly.
     kubectl_contexts = {
         c
@@ -325,7 +334,10 @@ def test_eks_pushes_to_the_registry_and_layers_the_users_values(repo: Path, tmp_
     assert not cmds.ran("docker", "tag")  # the appVersion tag, as the contract says
     call = helm.calls[0][1]
     assert call["context"] == "arn:aws:eks:eu-west-1:1:cluster/prod"
-    assert call["atomic"] is True  # a failed upgrade rolls back on a real cluster
+    # No --atomic/--rollback-on-failure (Helm 4 makes it wait for every resource before the
+    # post-install hooks, and serving is unready until the hook's training made a model).
+    assert call["atomic"] is False
+    assert call["wait"] is False
     values = call["values"]
     assert values["image"] == {"registry": registry}
     assert values["serving"]["replicas"] == 5  # the user's file is applied last
@@ -360,6 +372,39 @@ def test_missing_tools_are_named_with_how_to_get_them(repo: Path) -> None:
     assert "helm is missing: run `make tools`" in text
     assert "docker is missing" not in text
     assert cmds.calls == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused", "verdict"),
+    [
+        (ok("v3.8.0"), False, "helm version v3.8.0"),
+        (ok("v4.1.4"), False, "helm version v4.1.4"),
+        (ok("v3.7.2"), True, "/repo/bin/helm is Helm v3.7.2; mlkube needs Helm 3.8 or later"),
+        (
+            fail("Error: unknown flag: --template"),
+            True,
+            "`/repo/bin/helm version` did not tell its version (Error: unknown flag: --template)"
+            "; mlkube needs Helm 3.8 or later",
+        ),
+    ],
+)
+def test_helm_older_than_3_8_is_refused_with_how_to_fix(
+    repo: Path, answer: Result, refused: bool, verdict: str
+) -> None:
+    """Your own helm on PATH wins over ./bin's: one too old for the flags we pass (through
+    pyhelm3) fails here, not halfway through a release."""
+    cmds = kind_world().on("helm", "version", answer=answer)
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, FakeHelm(), http=ready_http())
+    code = run_steps(plan_deploy(ctx.opts), ctx)
+    text = out.getvalue()
+    assert verdict in text
+    assert cmds.ran("helm", "version") == [["helm", "version", "--template", "{{.Version}}"]]
+    if refused:
+        assert code == 1
+        assert "take it off PATH so the pinned ./bin/helm of `make tools` is used" in text
+        assert not cmds.ran("kind")  # stopped at the tools step
+    else:
+        assert code == 0, text
 
 
 def test_docker_daemon_down(repo: Path) -> None:

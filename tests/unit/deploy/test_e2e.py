@@ -24,6 +24,7 @@ from tests.unit.deploy.fakes import (
     make_repo,
     obj,
     ok,
+    service,
 )
 
 RUN_WEAK = "a" * 32
@@ -59,7 +60,7 @@ def world(
         "kubectl get pod",
         answer=kjson(pod("serving-a"), pod("serving-b"), pod("serving-old", terminating=True)),
     )
-    cmds.on("kubectl", "get", "service", answer=kjson({"metadata": {"name": "mlkube-mlflow"}}))
+    cmds.on("kubectl", "get", "service", answer=kjson(service("mlkube-mlflow", port=5000)))
     cmds.on("kubectl", "get", "ingress", "-n", "mlkube", "-l", INSTANCE, answer=kjson(ingress()))
     cmds.on("kubectl", "get", "ingress", "mlkube-serving", answer=obj(**ingress()))
     cmds.on(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mlkube.deploy import kube
 from mlkube.deploy.helm import HelmError, PyHelm3, merge_values
 from mlkube.deploy.options import COMPONENTS, INGRESS_CLASS_KIND, Image, load_values
 from mlkube.deploy.steps import first_run_hook, image_values
@@ -91,10 +92,10 @@ def test_the_deploy_finds_what_it_looks_for(rendered: list[dict[str, Any]]) -> N
         p["containerPort"] for c in pod_spec(serving[0])["containers"] for p in c.get("ports", [])
     }
     assert 8080 in ports  # e2e port-forwards each replica to 8080
-    # kube.mlflow_service / mlflow_deployment: component=mlflow, Service port 5000 (make ui).
+    # kube.mlflow_service / mlflow_deployment: component=mlflow, its port `http` (make ui, e2e).
     mlflow = {**INSTANCE, "app.kubernetes.io/component": "mlflow"}
     [svc] = [s for s in of_kind(rendered, "Service") if matches(s, mlflow)]
-    assert 5000 in {p["port"] for p in svc["spec"]["ports"]}
+    assert kube.service_port(svc) == 5000
     assert [d for d in of_kind(rendered, "Deployment") if matches(d, mlflow)]
     # kube.training_cronjob: the one CronJob of the release (make train ENV=...).
     assert len([c for c in of_kind(rendered, "CronJob") if matches(c, INSTANCE)]) == 1

@@ -221,6 +221,15 @@ def test_registry_down_changes_nothing() -> None:
     action = plan.decide(deployment("1", status="succeeded"), None, registry_ok=False)
     assert action.kind is Kind.NOOP
     assert action.patch == []
+    assert action.reason.startswith("the registry gave no answer (unreachable, or it refused")
+
+
+def test_alias_not_set_says_so_not_that_the_registry_failed() -> None:
+    action = plan.decide(deployment("1", status="succeeded"), None, registry_ok=True)
+    assert action.kind is Kind.NOOP
+    assert action.patch == []
+    assert "alias production of model iris-classifier is not set" in action.reason
+    assert "registry" not in action.reason
 
 
 def test_progressing_rollout_waits() -> None:

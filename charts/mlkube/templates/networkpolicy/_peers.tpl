@@ -6,8 +6,11 @@
 {{- end }}
 
 {{/*
-Egress to MLflow: its pods on 5000, or, for an external server, any address on the port of
-mlflow.externalUri (80/443 by scheme when the URI has none).
+Egress to MLflow: its pods on 5000, or, for an external server, any address on
+mlflow.externalPort, else on the port of mlflow.externalUri (80/443 by scheme when the URI has
+none). A NetworkPolicy matches the port the packets reach the destination on: when the URI names a
+Service in another namespace whose port differs from its pods' (e.g. 80 -> 5000), set
+mlflow.externalPort to the pods' port.
 */}}
 {{- define "mlkube.np.egressToMlflow" -}}
 {{- if .Values.mlflow.enabled }}
@@ -20,6 +23,7 @@ mlflow.externalUri (80/443 by scheme when the URI has none).
 {{- $u := urlParse .Values.mlflow.externalUri }}
 {{- $port := ternary 443 80 (eq $u.scheme "https") }}
 {{- if contains ":" $u.host }}{{ $port = splitList ":" $u.host | last | int }}{{ end }}
+{{- with .Values.mlflow.externalPort }}{{ $port = int . }}{{ end }}
 - ports:
     - protocol: TCP
       port: {{ $port }}

@@ -1,0 +1,280 @@
+"""How the operator reads the API server's refusals of its JSON patches.
+
+Only someone writing first is a conflict worth re-reading and retrying: a 409 (the
+resourceVersion precondition), or a failed JSON-patch ``test`` op. The real API server answers
+the latter with a bare 422 "the server rejected our request due to an error in our request" (the
+failing op is not named), so the operator looks whether the object moved on. Any other 422 (an
+invalid object, a patch that does not apply to the unchanged object) is reported as it is.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from rollout import plan
+from rollout.kube import Conflict, Kube, PatchRejected
+from rollout.metrics import Metrics
+from rollout.reconciler import Reconciler
+
+PATH = "/apis/apps/v1/namespaces/serving/deployments/web"
+GENERIC_422 = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "message": "the server rejected our request due to an error in our request",
+    "reason": "Invalid",
+    "details": {},
+    "code": 422,
+}
+INVALID_OBJECT = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "message": 'Deployment.apps "web" is invalid: spec.template.spec.containers[0].env[2].name: '
+    'Invalid value: "": a valid environment variable name must not be empty',
+    "reason": "Invalid",
+    "details": {
+        "name": "web",
+        "group": "apps",
+        "kind": "Deployment",
+        "causes": [
+            {
+                "reason": "FieldValueInvalid",
+                "message": 'Invalid value: "": must not be empty',
+                "field": "spec.template.spec.containers[0].env[2].name",
+            }
+        ],
+    },
+    "code": 422,
+}
+CONFLICT_409 = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "message": 'Operation cannot be fulfilled on deployments.apps "web": the object has been '
+    "modified; please apply your changes to the latest version and try again",
+    "reason": "Conflict",
+    "code": 409,
+}
+TEST_FAILED_422 = {**GENERIC_422, "message": "testing value /spec/template failed: test failed"}
+
+
+def deployment(resource_version: str, model_version: str = "1") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "serving",
+            "resourceVersion": resource_version,
+            "generation": 2,
+            "labels": {"mlkube.io/model-name": "m"},
+            "annotations": {"mlkube.io/rollout-status": "succeeded"},
+        },
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "metadata": {"annotations": {"mlkube.io/model-version": model_version}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "serve",
+                            "env": [
+                                {"name": "MODEL_NAME", "value": "m"},
+                                {"name": "MODEL_VERSION", "value": model_version},
+                            ],
+                        }
+                    ]
+                },
+            },
+        },
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+        },
+    }
+
+
+class StubApiServer:
+    """Answers PATCH with the next scripted (status, body); GET with ``current``."""
+
+    def __init__(self) -> None:
+        self.patch_answers: list[tuple[int, dict[str, Any]]] = []
+        self.current: dict[str, Any] = deployment("7")
+        self.requests: list[str] = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                stub.requests.append(f"GET {self.path}")
+                self._send(200, stub.current)
+
+            def do_PATCH(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                stub.requests.append(f"PATCH {self.path}")
+                self._send(*stub.patch_answers.pop(0))
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def api() -> Iterator[StubApiServer]:
+    server = StubApiServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def kube(api: StubApiServer) -> Iterator[Kube]:
+    configuration = client.Configuration()
+    configuration.host = api.url
+    k = Kube(configuration)
+    yield k
+    k.close()
+
+
+# A patch as the reconciler sends it: the precondition, a test guarding a list position, a write.
+OPS = plan.with_precondition(
+    deployment("7"),
+    [
+        {"op": "test", "path": "/spec/template/spec/containers/0/env/1/name", "value": "X"},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/env/1/value", "value": "2"},
+    ],
+)
+
+
+def test_bare_422_on_an_object_that_moved_on_is_a_conflict(api: StubApiServer, kube: Kube) -> None:
+    api.patch_answers = [(422, GENERIC_422)]
+    api.current = deployment("8")  # someone wrote after we read version 7
+    with pytest.raises(Conflict, match="changed under us \\(resourceVersion 7 -> 8\\)"):
+        kube.patch("serving", "web", OPS)
+    assert api.requests == [f"PATCH {PATH}", f"GET {PATH}"]
+
+
+def test_bare_422_on_an_unchanged_object_is_a_rejected_patch(
+    api: StubApiServer, kube: Kube
+) -> None:
+    api.patch_answers = [(422, GENERIC_422)]
+    with pytest.raises(PatchRejected, match="does not apply to the unchanged object"):
+        kube.patch("serving", "web", OPS)
+
+
+def test_invalid_object_is_rejected_with_the_servers_reasons(
+    api: StubApiServer, kube: Kube
+) -> None:
+    api.patch_answers = [(422, INVALID_OBJECT)]
+    with pytest.raises(PatchRejected) as caught:
+        kube.patch("serving", "web", OPS)
+    text = str(caught.value)
+    assert text.startswith(
+        'serving/web: 422 Unprocessable Entity: Deployment.apps "web" is invalid'
+    )
+    assert "spec.template.spec.containers[0].env[2].name: Invalid value" in text
+    assert api.requests == [f"PATCH {PATH}"]  # no need to look: the server said why
+
+
+@pytest.mark.parametrize("answer", [(409, CONFLICT_409), (422, TEST_FAILED_422)])
+def test_409_and_a_named_test_failure_are_conflicts(
+    api: StubApiServer, kube: Kube, answer: tuple[int, dict[str, Any]]
+) -> None:
+    api.patch_answers = [answer]
+    with pytest.raises(Conflict):
+        kube.patch("serving", "web", OPS)
+    assert api.requests == [f"PATCH {PATH}"]
+
+
+def test_gone_is_none(api: StubApiServer, kube: Kube) -> None:
+    api.patch_answers = [(404, {"kind": "Status", "code": 404, "reason": "NotFound"})]
+    assert kube.patch("serving", "web", OPS) is None
+
+
+# --- what the reconciler does with them ----------------------------------------------------------
+
+
+class FakeKube:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.patches = 0
+
+    def read(self, namespace: str, name: str) -> dict[str, Any]:
+        return deployment("7")
+
+    def patch(self, namespace: str, name: str, ops: plan.JsonPatch) -> dict[str, Any]:
+        self.patches += 1
+        raise self.error
+
+    def emit(self, body: Any, event: Any) -> None:
+        raise AssertionError("nothing was patched: nothing to report")
+
+
+class FakeRegistry:
+    def resolve(self, model_name: str, alias: str) -> plan.AliasTarget:
+        return plan.AliasTarget("2")
+
+    def tag(self, model_name: str, version: str, value: str) -> None:
+        raise AssertionError("nothing was patched: nothing to tag")
+
+
+def reconcile(kube: FakeKube) -> tuple[plan.Action, Metrics]:
+    metrics = Metrics()
+    reconciler = Reconciler(kube, FakeRegistry(), metrics)  # type: ignore[arg-type]
+    return reconciler.reconcile("serving", "web", trigger="poll"), metrics
+
+
+def test_rejected_patch_is_reported_once_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    kube = FakeKube(
+        PatchRejected("serving/web: 422 Invalid: spec...env[2].name: must not be empty")
+    )
+    with caplog.at_level(logging.WARNING, logger="rollout.reconciler"):
+        action, metrics = reconcile(kube)
+    assert kube.patches == 1
+    assert action.kind is plan.Kind.NOOP
+    assert action.reason.startswith("patch rejected: serving/web: 422 Invalid")
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is None  # the server's reason, not a traceback
+    assert "must not be empty" in record.getMessage()
+    errors = metrics.registry.get_sample_value(
+        "mlkube_rollout_reconciles_total", {"trigger": "poll", "action": "error"}
+    )
+    assert errors == 1
+
+
+def test_conflicts_are_re_read_and_retried_a_bounded_number_of_times() -> None:
+    kube = FakeKube(Conflict("serving/web: 409 Conflict"))
+    action, _ = reconcile(kube)
+    assert kube.patches == 5
+    assert action.reason == "conflicts"
