@@ -1,0 +1,69 @@
+"""``python -m service``: the model server on uvicorn (one worker; scale with replicas)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+EXIT_BAD_CONFIG = 2
+
+
+def _env_help() -> str:
+    lines = ["environment variables:"]
+    for name, field in Settings.model_fields.items():
+        default = field.default if field.default is not None else "unset"
+        description = f"  {field.description}" if field.description else ""
+        lines.append(f"  {field.alias or name.upper():<24} default {default}{description}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve the MLflow registered model the alias points to (or MODEL_VERSION).",
+        epilog=_env_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = [f"{err['loc'][0] if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()]
+        sys.stderr.write("error: invalid environment: " + "; ".join(problems) + "\n")
+        return EXIT_BAD_CONFIG
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.registry import MLFLOW_CLIENT_DEFAULTS
+
+    for name, value in MLFLOW_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,  # our logging setup above, one format for every logger
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",  # /metrics counts requests; logs cost CPU
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,520 @@
+"""``make bench``: this server against ``mlflow models serve`` and a bare uvicorn ceiling.
+
+    python -m service.bench [--duration 10] [--quick] [--markdown results.md]
+
+On one registered model (trained here into a throwaway MLflow server unless ``--tracking-uri``
+and ``--model-name`` are given) it starts, one after the other: (a) this service, (a') this
+service with batching off, (b) ``mlflow models serve --env-manager local``, (c) a FastAPI
+endpoint returning a constant (the ceiling). Each is driven by ``wrk`` (a C load generator: a
+Python client cannot saturate a server) on loopback with the same POST bodies to
+``/invocations``: 1 and 100 rows at 1 and 32 connections, and 1,000 rows at 1 connection. It
+prints requests/s, p50, p99, peak RSS (VmHWM summed over the server's processes), cold start
+(process start to ready), each figure's ratio to (b) and (c), and whether each target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from mlkube.mlflow_server import MlflowServer, free_port, stop_process_group
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+WRK_MISSING = (
+    "wrk is missing: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk) "
+    "and run make bench again"
+)
+_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open("{body}", "rb"))
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("MLKUBE_RESULT %d %d %d %d %d %d %d %d %d\\n",
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    rows: int
+    connections: int
+
+
+SCENARIOS = (
+    Scenario("1row-1c", 1, 1),
+    Scenario("1row-32c", 1, 32),
+    Scenario("100rows-1c", 100, 1),
+    Scenario("100rows-32c", 100, 32),
+    Scenario("1000rows-1c", 1000, 1),
+)
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+@dataclass
+class ServerResult:
+    name: str
+    cold_start_s: float
+    peak_rss_mb: float = 0.0
+    loads: dict[str, Load] = field(default_factory=dict)
+    answers: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    ready_path: str
+
+
+# -- the model --------------------------------------------------------------------------------
+
+
+def iris_rows(n: int) -> list[list[float]]:
+    from sklearn.datasets import load_iris
+
+    data = load_iris().data.tolist()
+    return [data[i % len(data)] for i in range(n)]
+
+
+def body_for(rows: int) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": FEATURES, "data": iris_rows(rows)}}).encode()
+
+
+def register_model(tracking_uri: str, name: str) -> str:
+    """Train and register the Iris pipeline through the real training job; returns the
+    version."""
+    from mlflow import MlflowClient
+
+    from jobs.train import main as train
+
+    code = train(["--tracking-uri", tracking_uri, "--model-name", name, "--seed", "1",
+                  "--trigger", "manual", "--force-promote"])  # fmt: skip
+    if code != 0:
+        raise RuntimeError(f"the training job failed with exit code {code}")
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return str(client.get_model_version_by_alias(name, "production").version)
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def peak_rss_mb(root: int) -> float:
+    """Sum of VmHWM (each process's peak resident set) over ``root`` and its descendants."""
+    total_kb = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> float:
+    started = time.monotonic()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return time.monotonic()
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f}s; see {log}")
+
+
+def post(url: str, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def run_wrk(url: str, body_file: Path, connections: int, duration: int, workdir: Path) -> Load:
+    script = workdir / f"{body_file.stem}.lua"
+    script.write_text(_LUA.replace("{body}", str(body_file)))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(script), url],
+        capture_output=True, text=True, timeout=duration + 60, check=True,
+    )  # fmt: skip
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("MLKUBE_RESULT")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    requests, duration_us, *errs, p50_us, p99_us = (int(x) for x in line.split()[1:])
+    return Load(
+        rps=requests / (duration_us / 1e6),
+        p50_ms=p50_us / 1000,
+        p99_ms=p99_us / 1000,
+        requests=requests,
+        errors=sum(errs),
+    )
+
+
+def start_server(
+    server: Server, port: int, bodies: dict[int, Path], workdir: Path, say: Callable[[str], None]
+) -> tuple[subprocess.Popen[bytes], ServerResult]:
+    """Start ``server``, time it to ready, warm it up and keep its answers for comparison."""
+    log = workdir / f"{server.name}.log"
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            server.command, env=server.env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    try:
+        ready = wait_ready(base + server.ready_path, proc, 300, log)
+        result = ServerResult(server.name, cold_start_s=ready - started)
+        say(f"  {server.name}: ready in {result.cold_start_s:.2f}s")
+        for rows, path in bodies.items():  # warm up; the answers are compared in the report
+            status, answer = post(base + "/invocations", path.read_bytes())
+            if status != 200:
+                raise RuntimeError(f"{server.name} answered {status} to {rows} rows: {answer!r}")
+            result.answers[rows] = answer
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return proc, result
+
+
+def median_load(loads: list[Load]) -> Load:
+    def mid(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    return Load(
+        rps=mid([x.rps for x in loads]),
+        p50_ms=mid([x.p50_ms for x in loads]),
+        p99_ms=mid([x.p99_ms for x in loads]),
+        requests=sum(x.requests for x in loads),
+        errors=sum(x.errors for x in loads),
+    )
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "rps":
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:.2f}"
+    if unit == "s":
+        return f"{value:.2f}"
+    return f"{value:.0f}"
+
+
+def _figure(key: str, name: str) -> Callable[[ServerResult], float]:
+    def get(result: ServerResult) -> float:
+        value: float = getattr(result.loads[key], name)
+        return value
+
+    return get
+
+
+def report(
+    results: dict[str, ServerResult], duration: int, rounds: int = 1
+) -> tuple[str, list[tuple[str, bool]]]:
+    ours, mlflow, bare = results["mlkube"], results.get("mlflow"), results.get("bare")
+    rows: list[tuple[str, str, Callable[[ServerResult], float]]] = []
+    for s in SCENARIOS:
+        label = f"{s.rows} row{'s' if s.rows > 1 else ''}, {s.connections} conn"
+        rows.append((f"req/s, {label}", "rps", _figure(s.key, "rps")))
+        rows.append((f"p50 ms, {label}", "ms", _figure(s.key, "p50_ms")))
+        rows.append((f"p99 ms, {label}", "ms", _figure(s.key, "p99_ms")))
+    rows.append(("cold start s (start to ready)", "s", lambda r: r.cold_start_s))
+    rows.append(("peak RSS MB (all processes)", "mb", lambda r: r.peak_rss_mb))
+
+    names = [n for n in ("mlkube", "mlkube-nobatch", "mlflow", "bare") if n in results]
+    titles = {"mlkube": "mlkube", "mlkube-nobatch": "mlkube, batching off",
+              "mlflow": "mlflow models serve", "bare": "bare uvicorn (ceiling)"}  # fmt: skip
+    header = ["metric", *(titles[n] for n in names), "mlkube / mlflow", "mlkube / ceiling"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, unit, get in rows:
+        cells = [label]
+        for n in names:
+            try:
+                cells.append(_fmt(get(results[n]), unit))
+            except KeyError:
+                cells.append("-")
+        for other in (mlflow, bare):
+            try:
+                base = get(other) if other is not None else 0.0
+                cells.append(f"{get(ours) / base:.2f}x" if base else "-")
+            except KeyError:
+                cells.append("-")
+        lines.append("| " + " | ".join(cells) + " |")
+    errors = {n: sum(load.errors for load in r.loads.values()) for n, r in results.items()}
+    lines.append("")
+    counts = ", ".join(f"{n} {e}" for n, e in errors.items())
+    lines.append(
+        f"wrk: {duration} s per run, 1 thread, loopback; median of {rounds} round(s); failed "
+        f"requests (non-2xx, timeouts, socket errors): {counts}"
+    )
+
+    checks: list[tuple[str, bool]] = []
+    single = ours.loads["1row-32c"]
+    if mlflow is not None:
+        ratio = single.rps / mlflow.loads["1row-32c"].rps
+        checks.append((f"1-row req/s at 32 conns >= 8x mlflow: {ratio:.1f}x", ratio >= 8))
+    if bare is not None:
+        ratio = single.rps / bare.loads["1row-32c"].rps
+        checks.append((f"1-row req/s at 32 conns >= 40% of the ceiling: {ratio:.0%}", ratio >= 0.4))
+    checks.append((f"p99 at 32 conns <= 25 ms: {single.p99_ms:.2f} ms", single.p99_ms <= 25))
+    p50 = ours.loads["1row-1c"].p50_ms
+    checks.append((f"p50 at 1 conn <= 1 ms: {p50:.2f} ms", p50 <= 1))
+    big = ours.loads["1000rows-1c"]
+    text = f"a 1,000-row request <= 20 ms: p50 {big.p50_ms:.2f} ms, p99 {big.p99_ms:.2f} ms"
+    checks.append((text, big.p99_ms <= 20))
+    if mlflow is not None:
+        ratio = ours.cold_start_s / mlflow.cold_start_s
+        checks.append((f"cold start <= 60% of mlflow: {ratio:.0%}", ratio <= 0.6))
+        ratio = ours.peak_rss_mb / mlflow.peak_rss_mb
+        checks.append((f"peak RSS <= 60% of mlflow: {ratio:.0%}", ratio <= 0.6))
+    if mlflow is not None:
+        same = all(ours.answers[n] == mlflow.answers[n] for n in mlflow.answers)
+        checks.append(("same response bodies as mlflow on every benchmark body", same))
+    if errors.get("mlkube"):
+        checks.append((f"no failed requests: {errors['mlkube']}", False))
+    lines.append("")
+    lines.extend(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
+    return "\n".join(lines), checks
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.bench", description=__doc__.split("\n\n")[1] if __doc__ else None
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every run this many times; report medians"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the batching-off variant of this server"
+    )
+    parser.add_argument("--skip-mlflow", action="store_true", help="do not run mlflow models serve")
+    parser.add_argument("--tracking-uri", help="use this MLflow server instead of a throwaway one")
+    parser.add_argument("--model-name", help="with --tracking-uri: the registered model")
+    parser.add_argument("--model-version", help="with --tracking-uri: the version (default: alias)")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
+    parser.add_argument("--json", type=Path, help="also write the raw figures to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def say(text: str) -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    # Every process here (the throwaway MLflow server, the training run, the servers) stays
+    # on loopback: no MLflow usage telemetry.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if shutil.which("wrk") is None:
+        sys.stderr.write(WRK_MISSING + "\n")
+        return 1
+    if args.duration < 1 or args.rounds < 1:
+        sys.stderr.write("error: --duration and --rounds must be at least 1\n")
+        return 2
+    if bool(args.tracking_uri) != bool(args.model_name):
+        sys.stderr.write("error: --tracking-uri and --model-name go together\n")
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="mlkube-bench-") as tmp:
+        workdir = Path(tmp)
+        mlflow_server: MlflowServer | None = None
+        try:
+            if args.tracking_uri:
+                uri, name = args.tracking_uri, args.model_name
+                version = args.model_version or _alias_version(uri, name)
+            else:
+                say("starting a throwaway MLflow server and training the model...")
+                mlflow_server = MlflowServer(state_dir=workdir / "mlflow", port=free_port())
+                uri = mlflow_server.start()
+                name = "bench-iris"
+                version = register_model(uri, name)
+            say(f"model: models:/{name}/{version} on {uri}")
+            results = run_all(args, uri, name, version, workdir, say)
+        finally:
+            if mlflow_server is not None:
+                mlflow_server.stop()
+
+    table, checks = report(results, args.duration, args.rounds)
+    header = (f"{date.today().isoformat()}, {os.cpu_count()} cores, 1 worker each, "
+              f"POST /invocations dataframe_split bodies")  # fmt: skip
+    say("")
+    say(header)
+    say("")
+    say(table)
+    if args.markdown:
+        args.markdown.write_text(header + "\n\n" + table + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({n: _asdict(r) for n, r in results.items()}, indent=2))
+    missed = [text for text, ok in checks if not ok]
+    if missed:
+        say(f"\n{len(missed)} target(s) missed on this run (a busy machine shifts the figures)")
+    return 3 if missed and args.strict else 0
+
+
+def run_all(
+    args: argparse.Namespace, uri: str, name: str, version: str, workdir: Path,
+    say: Callable[[str], None],
+) -> dict[str, ServerResult]:  # fmt: skip
+    bodies: dict[int, Path] = {}
+    for rows in sorted({s.rows for s in SCENARIOS}):
+        path = workdir / f"body-{rows}.json"
+        path.write_bytes(body_for(rows))
+        bodies[rows] = path
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONUNBUFFERED": "1",
+        # `mlflow models serve` execs `uvicorn` from PATH: this interpreter's environment first
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    python = sys.executable
+
+    def ours(batching: bool, port: int) -> Server:
+        return Server(
+            "mlkube" if batching else "mlkube-nobatch",
+            [python, "-m", "service"],
+            {**env, "MODEL_NAME": name, "MODEL_VERSION": version, "SERVE_HOST": "127.0.0.1",
+             "SERVE_PORT": str(port), "LOG_LEVEL": "warning",
+             "SERVE_BATCHING": "true" if batching else "false"},
+            "/healthz/ready",
+        )  # fmt: skip
+
+    plan: list[tuple[Server, int]] = []
+    port = free_port()
+    plan.append((ours(True, port), port))
+    if not args.quick:
+        port = free_port()
+        plan.append((ours(False, port), port))
+    if not args.skip_mlflow:
+        port = free_port()
+        plan.append((Server(
+            "mlflow",
+            [python, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
+             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+            env, "/ping",
+        ), port))  # fmt: skip
+    port = free_port()
+    plan.append((Server(
+        "bare",
+        [python, "-m", "uvicorn", "service.bench_ceiling:app", "--host", "127.0.0.1",
+         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+         "--log-level", "warning"],
+        env, "/ping",
+    ), port))  # fmt: skip
+
+    # Start every server first (one at a time: cold starts do not overlap), then drive them in
+    # turn, scenario by scenario, so that each comparison is made minutes apart at most on
+    # this shared machine. An idle server costs the others nothing.
+    procs: list[subprocess.Popen[bytes]] = []
+    results: dict[str, ServerResult] = {}
+    urls: dict[str, str] = {}
+    try:
+        for server, port in plan:
+            say(f"starting {server.name}...")
+            proc, results[server.name] = start_server(server, port, bodies, workdir, say)
+            procs.append(proc)
+            urls[server.name] = f"http://127.0.0.1:{port}/invocations"
+        runs: dict[tuple[str, str], list[Load]] = {}
+        for round_ in range(args.rounds):
+            for scenario in SCENARIOS:
+                for name, url in urls.items():
+                    load = run_wrk(url, bodies[scenario.rows], scenario.connections,
+                                   args.duration, workdir)  # fmt: skip
+                    runs.setdefault((name, scenario.key), []).append(load)
+                    say(
+                        f"  round {round_ + 1} {scenario.key} {name}: {load.rps:,.0f} req/s, "
+                        f"p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms"
+                        + (f", {load.errors} failed" if load.errors else "")
+                    )
+        for (name, key), loads in runs.items():
+            results[name].loads[key] = median_load(loads)
+        for proc, name in zip(procs, urls, strict=True):
+            results[name].peak_rss_mb = peak_rss_mb(proc.pid)
+    finally:
+        for proc in procs:
+            stop_process_group(proc)
+    return results
+
+
+def _alias_version(uri: str, name: str) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return str(client.get_model_version_by_alias(name, "production").version)
+
+
+def _asdict(result: ServerResult) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    figures = asdict(result)
+    figures.pop("answers")
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""A loaded model version and the fastest correct way to call it.
+
+MLflow's pyfunc ``predict`` enforces the signature with pandas on every call (milliseconds). The
+service validates requests itself (:mod:`service.schema`), so for scikit-learn models whose
+columns are all float64 it skips that, fastest first:
+
+1. ``numpy-linear``: scaler + logistic regression pipelines as plain numpy
+   (:mod:`service.compiled`), ~10x faster than scikit-learn's ``predict`` on small inputs;
+2. ``sklearn-numpy``: the estimator itself on a numpy matrix. That copy has its recorded feature
+   names removed (shallow copies: the fitted arrays are shared), because names and order were
+   checked already and scikit-learn would otherwise warn on every numpy call;
+3. ``pyfunc``: MLflow's own predict on a DataFrame, for everything else.
+
+A fast form is used only if, at load, it reproduces the model's answers on sample rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.compiled import compile_linear
+from service.errors import InvalidInput
+from service.schema import Features, FeatureSchema
+
+log = logging.getLogger(__name__)
+
+Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    alias: str | None  # None when the version was pinned (MODEL_VERSION)
+    run_id: str | None
+    source: str | None
+    loaded_at: datetime
+    load_seconds: float
+    flavors: tuple[str, ...]
+    signature: dict[str, Any] | None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one request's rows, from the model that computed it."""
+
+    model: LoadedModel
+    labels: Array
+    proba: Array | None
+
+
+class LoadedModel:
+    """One model version, ready to predict. Immutable once built: swapping versions replaces the
+    whole object, so a request holding a reference keeps a consistent model."""
+
+    def __init__(self, info: ModelInfo, pyfunc: Any) -> None:
+        self.info = info
+        self.pyfunc = pyfunc
+        self.input_schema = pyfunc.metadata.get_input_schema()
+        self.schema = FeatureSchema.from_mlflow(self.input_schema)
+        raw = _raw_model(pyfunc)
+        self.raw = raw
+        self.has_proba = raw is not None and callable(getattr(raw, "predict_proba", None))
+        classes = getattr(raw, "classes_", None) if raw is not None else None
+        self.classes: list[Any] | None = (
+            np.asarray(classes).tolist() if classes is not None else None
+        )
+        self.class_keys: list[str] | None = (
+            [str(c) for c in self.classes] if self.classes is not None else None
+        )
+        # MLflow's JSON for each class label, to answer /invocations without json.dumps
+        self._label_json: dict[Any, str] = (
+            {c: json.dumps(c) for c in self.classes} if self.classes is not None else {}
+        )
+        self._fast: Any = None
+        self.fast_kind: str | None = None  # "numpy-linear", "sklearn-numpy" or None (pyfunc)
+        if raw is not None and self.schema is not None and self.schema.all_double:
+            self._fast, self.fast_kind = _fast_estimator(raw, self.schema, pyfunc, self.has_proba)
+        self._cost = _measure_cost(self) if self._fast is not None else (1.0, 0.0)
+        log.info(
+            "%s: flavors %s, %s path, ~%.0f us per call + %.2f us per row",
+            info.uri, ",".join(info.flavors), self.fast_kind or "pyfunc",
+            self._cost[0] * 1e6, self._cost[1] * 1e6,
+        )  # fmt: skip
+
+    @property
+    def fast(self) -> bool:
+        """True when float64 matrices go straight to the estimator (and can be batched)."""
+        return self._fast is not None
+
+    def predictions_json(self, labels: Array) -> bytes:
+        """``json.dumps({"predictions": labels.tolist()})``, as MLflow answers, byte for byte;
+        built from the precomputed label strings when every label is a known class."""
+        values = labels.tolist()
+        try:
+            items = ", ".join([self._label_json[v] for v in values])
+        except (KeyError, TypeError):
+            return json.dumps({"predictions": values}).encode()
+        return b'{"predictions": [' + items.encode() + b"]}"
+
+    def estimated_seconds(self, rows: int) -> float:
+        """What one fast-path call on ``rows`` rows (with probabilities) costs, as measured at
+        load; 1 s for models without a fast path (always "expensive")."""
+        base, per_row = self._cost
+        return base + per_row * rows
+
+    def predict(self, features: Features, want_proba: bool) -> tuple[Array, Array | None]:
+        """Labels (and class probabilities when asked and available) for ``features``.
+
+        Runs in a worker thread. A failure of the model on this input raises InvalidInput (the
+        input was valid for the signature but not for the model: the client can fix it)."""
+        try:
+            if isinstance(features, np.ndarray) and self._fast is not None:
+                labels = np.asarray(self._fast.predict(features))
+                proba = (
+                    self._fast.predict_proba(features) if want_proba and self.has_proba else None
+                )
+                return labels, proba
+            frame = (
+                features
+                if isinstance(features, pd.DataFrame)
+                else pd.DataFrame(features, columns=list(self.schema.names if self.schema else ()))
+            )
+            labels = np.asarray(self.pyfunc.predict(frame))
+            proba = None
+            if want_proba and self.has_proba and self.raw is not None:
+                proba = self.raw.predict_proba(frame)
+            return labels, proba
+        except InvalidInput:
+            raise
+        except Exception as exc:  # the model's own error on this input
+            raise InvalidInput(f"the model could not predict this input: {exc}") from exc
+
+
+def _measure_cost(model: LoadedModel) -> tuple[float, float]:
+    """(seconds per call, seconds per row) of the fast path with probabilities, best of a few
+    timed runs on 1 and 257 rows."""
+    assert model.schema is not None
+    k = len(model.schema.names)
+
+    def best(rows: int, repeat: int) -> float:
+        X = np.ones((rows, k))
+        timings = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            model.predict(X, want_proba=True)
+            timings.append(time.perf_counter() - started)
+        return min(timings)
+
+    one, many = best(1, 7), best(257, 3)
+    per_row = max(many - one, 0.0) / 256
+    return max(one - per_row, 0.0), per_row
+
+
+def _raw_model(pyfunc: Any) -> Any:
+    if "sklearn" not in pyfunc.metadata.flavors:
+        return None
+    try:
+        return pyfunc.get_raw_model()
+    except Exception:  # older wrappers: no raw model, pyfunc path only
+        return None
+
+
+def _without_feature_names(estimator: Any) -> Any:
+    """A shallow copy of ``estimator`` (and of a Pipeline's steps) minus ``feature_names_in_``."""
+    clone = copy.copy(estimator)
+    steps = getattr(clone, "steps", None)
+    if isinstance(steps, list):
+        clone.steps = [(name, _without_feature_names(step)) for name, step in steps]
+    if "feature_names_in_" in vars(clone):
+        del clone.feature_names_in_
+    return clone
+
+
+def _fast_estimator(
+    raw: Any, schema: FeatureSchema, pyfunc: Any, has_proba: bool
+) -> tuple[Any, str | None]:
+    """The fastest numpy-callable form of ``raw`` that provably gives pyfunc's labels (exactly)
+    and the estimator's probabilities (to 1e-12) on sample rows, and its kind; (None, None)
+    when neither form does, or the estimator was fitted on other columns or in another order."""
+    fitted = getattr(raw, "feature_names_in_", None)
+    if fitted is not None and [str(n) for n in fitted] != list(schema.names):
+        return None, None
+    rng = np.random.default_rng(0)
+    k = len(schema.names)
+    sample = np.vstack([np.zeros(k), np.ones(k), rng.normal(size=(6, k)),
+                        rng.normal(scale=100.0, size=(4, k))])  # fmt: skip
+    frame = pd.DataFrame(sample, columns=list(schema.names))
+    try:
+        expected = np.asarray(pyfunc.predict(frame))
+        expected_proba = raw.predict_proba(frame) if has_proba else None
+    except Exception as exc:
+        log.info("the model cannot predict sample rows (%s); serving through pyfunc", exc)
+        return None, None
+    for kind, candidate in (("numpy-linear", compile_linear(raw)),
+                            ("sklearn-numpy", _without_feature_names(raw))):  # fmt: skip
+        if candidate is None:
+            continue
+        try:
+            same = np.array_equal(np.asarray(candidate.predict(sample)), expected)
+            if same and expected_proba is not None:
+                same = np.allclose(candidate.predict_proba(sample), expected_proba,
+                                   rtol=0, atol=1e-12)  # fmt: skip
+        except Exception as exc:
+            log.info("%s path unavailable (%s)", kind, exc)
+            continue
+        if same:
+            return candidate, kind
+        log.info("%s path disagrees with the model on sample rows: not used", kind)
+    return None, None

@@ -1,0 +1,190 @@
+"""Loading the model from the MLflow registry, retrying while it is away, and watching the alias.
+
+The service never crash-loops on a registry outage: at start it retries with backoff (live 200,
+ready 503 meanwhile), and once a model is loaded it keeps serving it whatever MLflow does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from mlkube.tracking import check_health, is_http
+from service.errors import ModelNotLoaded
+from service.model import LoadedModel, ModelInfo
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 10.0
+
+# Defaults `python -m service` gives MLflow's own env vars (users may still override them).
+# MLflow's client retries a failed call 7 times with exponential backoff (minutes in all); the
+# loader below does its own backoff, so each MLflow call should fail fast instead. And a server
+# does not phone home: MLflow's usage telemetry (which would also write under $HOME) is off.
+MLFLOW_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
+
+class ModelStore:
+    """Holds the model being served. Swapping is one reference assignment (atomic under the
+    GIL): a request that already took ``current`` finishes on that model."""
+
+    def __init__(self) -> None:
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.attempts = 0
+
+    def require(self) -> LoadedModel:
+        model = self.current
+        if model is None:
+            detail = f": {self.last_error}" if self.last_error else ""
+            raise ModelNotLoaded(f"the model is not loaded yet{detail}")
+        return model
+
+    def swap(self, model: LoadedModel) -> LoadedModel | None:
+        previous, self.current = self.current, model
+        self.last_error = None
+        return previous
+
+
+def resolve_version(settings: Settings) -> str:
+    """The version to serve: MODEL_VERSION when pinned, else the alias's current target."""
+    from mlflow import MlflowClient
+
+    if is_http(settings.tracking_uri):
+        check_health(settings.tracking_uri, timeout=5.0)  # fail fast when MLflow is away
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    if settings.model_version:
+        return str(client.get_model_version(settings.model_name, settings.model_version).version)
+    return str(client.get_model_version_by_alias(settings.model_name, settings.model_alias).version)
+
+
+def load_version(settings: Settings, version: str) -> LoadedModel:
+    """Download ``models:/<name>/<version>`` into a temporary directory, load it, delete the
+    files (scikit-learn models live in memory once loaded)."""
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+
+    started = time.perf_counter()
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    mv = client.get_model_version(settings.model_name, version)
+    uri = f"models:/{settings.model_name}/{version}"
+    workdir = tempfile.mkdtemp(prefix="mlkube-model-")
+    try:
+        # Explicit URIs, no process-global MLflow state (tests run several apps in one process).
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=workdir,
+            tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri,
+        )  # fmt: skip
+        pyfunc = mlflow.pyfunc.load_model(local)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    signature = pyfunc.metadata.signature
+    info = ModelInfo(
+        name=settings.model_name,
+        version=str(mv.version),
+        alias=None if settings.model_version else settings.model_alias,
+        run_id=mv.run_id,
+        source=mv.source,
+        loaded_at=datetime.now(UTC),
+        load_seconds=0.0,
+        flavors=tuple(sorted(pyfunc.metadata.flavors)),
+        signature=signature.to_dict() if signature is not None else None,
+    )
+    model = LoadedModel(info, pyfunc)
+    elapsed = time.perf_counter() - started
+    model.info = replace(info, load_seconds=round(elapsed, 3))  # the self-checks included
+    log.info("loaded %s in %.2fs", uri, elapsed)
+    return model
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    return load_version(settings, resolve_version(settings))
+
+
+OnLoaded = Callable[[LoadedModel, LoadedModel | None], None]
+OnFailed = Callable[[str], None]
+
+
+async def keep_loaded(
+    store: ModelStore,
+    settings: Settings,
+    on_loaded: OnLoaded,
+    on_failed: OnFailed,
+    sleep: Callable[[float], Any] = asyncio.sleep,
+) -> None:
+    """Load the model, retrying with backoff until it works; then, in watch mode, follow the
+    alias. Runs until cancelled (at shutdown)."""
+    delay = FIRST_RETRY_SECONDS
+    while store.current is None:
+        store.attempts += 1
+        try:
+            model = await asyncio.to_thread(load_model, settings)
+        except Exception as exc:
+            message = _short(exc)
+            store.last_error = message
+            on_failed(message)
+            log.warning(
+                "cannot load %s yet (attempt %d): %s; retrying in %.1fs",
+                settings.model_uri_description, store.attempts, message, delay,
+            )  # fmt: skip
+            await sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+            continue
+        on_loaded(model, store.swap(model))
+
+    if settings.model_version or settings.model_watch_seconds <= 0:
+        return
+    log.info(
+        "watching %s every %.1fs", settings.model_uri_description, settings.model_watch_seconds
+    )
+    while True:
+        await sleep(settings.model_watch_seconds)
+        await watch_once(store, settings, on_loaded, on_failed)
+
+
+async def watch_once(
+    store: ModelStore, settings: Settings, on_loaded: OnLoaded, on_failed: OnFailed
+) -> bool:
+    """One poll of the alias; loads and swaps in a new version fully before switching.
+    Returns True when it swapped."""
+    try:
+        version = await asyncio.to_thread(resolve_version, settings)
+        current = store.current
+        if current is not None and current.info.version == version:
+            return False
+        model = await asyncio.to_thread(load_version, settings, version)
+    except Exception as exc:  # keep serving the current model
+        message = _short(exc)
+        on_failed(message)
+        log.warning("watching %s: %s; still serving the current model",
+                    settings.model_uri_description, message)  # fmt: skip
+        return False
+    previous = store.swap(model)
+    log.info(
+        "%s now serves v%s (was v%s)", settings.model_uri_description, model.info.version,
+        previous.info.version if previous else "-",
+    )  # fmt: skip
+    on_loaded(model, previous)
+    return True
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,61 @@
+"""What is being served (``GET /model``) and Prometheus metrics (``GET /metrics``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.errors import json_response
+from service.routers._common import state_of
+
+router = APIRouter(tags=["info"])
+
+_MODEL_EXAMPLE = {
+    "name": "iris-classifier",
+    "version": "3",
+    "alias": "production",
+    "run_id": "5c4a...",
+    "source": "models:/m-1234",
+    "loaded_at": "2026-11-22T10:00:00+00:00",
+    "load_seconds": 0.8,
+    "flavors": ["python_function", "sklearn"],
+    "fast_path": "numpy-linear",
+    "classes": ["setosa", "versicolor", "virginica"],
+    "inputs": [{"name": "sepal_length", "type": "double", "required": True}],
+    "signature": {"inputs": "...", "outputs": "..."},
+}
+
+
+@router.get(
+    "/model",
+    summary="The model version being served, its signature and classes",
+    responses={200: {"content": {"application/json": {"example": _MODEL_EXAMPLE}}},
+               503: {"description": "no model loaded yet"}},
+)  # fmt: skip
+async def model_info(request: Request) -> Response:
+    model = state_of(request).store.require()
+    i = model.info
+    body: dict[str, Any] = {
+        "name": i.name,
+        "version": i.version,
+        "alias": i.alias,
+        "run_id": i.run_id,
+        "source": i.source,
+        "loaded_at": i.loaded_at.isoformat(),
+        "load_seconds": i.load_seconds,
+        "flavors": list(i.flavors),
+        "fast_path": model.fast_kind,
+        "classes": model.classes,
+        "inputs": model.schema.to_json() if model.schema is not None else None,
+        "signature": i.signature,
+    }
+    return json_response(body)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    registry = state_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

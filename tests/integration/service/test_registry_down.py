@@ -1,0 +1,52 @@
+"""MLflow down at start: the pod is live but not ready, keeps retrying, becomes ready once
+MLflow is back, and keeps serving when MLflow goes away again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlkube.mlflow_server import MlflowServer, free_port
+from tests.integration.service.conftest import ServiceProcess, train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+
+
+def test_ready_only_once_the_registry_answers(tmp_path: Path) -> None:
+    state = tmp_path / "mlflow"
+    with MlflowServer(state_dir=state, port=free_port()) as first:  # a registry with a model
+        version = train(first.uri, "down-iris")
+    port = free_port()  # where nothing listens yet
+    service = ServiceProcess(
+        tmp_path / "service.log", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}",
+        MODEL_NAME="down-iris", SERVE_BATCHING="false",
+    ).start()  # fmt: skip
+    try:
+        service.wait("/healthz/live")
+        deadline = time.monotonic() + 60
+        while True:  # wait for the first failed attempt to be reported
+            ready = httpx.get(service.url + "/healthz/ready", timeout=5)
+            if ready.json().get("last_error") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert ready.status_code == 503
+        assert "Connection refused" in ready.json()["last_error"]
+        assert httpx.post(service.url + "/predict", json=ROW).status_code == 503
+        assert httpx.get(service.url + "/v2/health/ready").status_code == 503
+
+        with MlflowServer(state_dir=state, port=port):  # the registry comes back
+            ready = service.wait("/healthz/ready", 200, timeout=120)
+            assert ready.json()["model_version"] == version
+        # ...and goes away again: the loaded model is still served
+        answer = httpx.post(service.url + "/predict", json=ROW)
+        assert answer.status_code == 200
+        assert answer.json()["predictions"] == ["setosa"]
+        assert answer.json()["model_version"] == version
+        assert httpx.get(service.url + "/healthz/ready").status_code == 200
+    finally:
+        service.stop()

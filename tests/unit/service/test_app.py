@@ -1,0 +1,141 @@
+"""The app in-process (TestClient runs the lifespan): probes, errors in each dialect, limits,
+metrics and OpenAPI. MLflow is unreachable here; a model is put in the store by hand."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mlkube.mlflow_server import free_port
+from service.app import create_app
+from service.model import LoadedModel
+from service.settings import Settings
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def settings(**extra: Any) -> Settings:
+    return Settings(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}", MODEL_NAME="iris",
+                    **extra)  # fmt: skip
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(settings(SERVE_MAX_BODY_BYTES=2048, SERVE_MAX_ROWS=20))) as c:
+        yield c
+
+
+@pytest.fixture
+def loaded(client: TestClient, iris_model: LoadedModel) -> TestClient:
+    client.app.state.service.store.swap(iris_model)  # type: ignore[attr-defined]
+    return client
+
+
+def test_registry_down_live_but_not_ready(client: TestClient) -> None:
+    assert client.get("/healthz/live").status_code == 200
+    deadline = time.monotonic() + 30
+    while True:  # the first attempt fails fast (connection refused)
+        ready = client.get("/healthz/ready")
+        if ready.json()["last_error"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "loading"
+    assert ready.json()["model"] == "models:/iris@production"
+    assert "Connection refused" in ready.json()["last_error"]
+    predict = client.post("/predict", json={"instances": [ROW]})
+    assert predict.status_code == 503
+    assert predict.json()["error"] == "model_not_loaded"
+    invocations = client.post("/invocations", json={"inputs": [ROW]})
+    assert invocations.status_code == 503
+    assert invocations.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/v2/models/iris/ready").json() == {"name": "iris", "ready": False}
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/model").status_code == 503
+    assert 'mlkube_serve_model_loads_total{result="failure"}' in client.get("/metrics").text
+
+
+def test_predict_with_a_model(loaded: TestClient) -> None:
+    answer = loaded.post("/predict", json=[ROW, dict(zip(
+        ["sepal_length", "sepal_width", "petal_length", "petal_width"], [6.7, 3.0, 5.2, 2.3],
+        strict=True))])  # fmt: skip
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["predictions"] == ["setosa", "virginica"]
+    assert body["model_name"] == "iris"
+    assert body["model_version"] == "1"
+    assert set(body["probabilities"][0]) == {"setosa", "versicolor", "virginica"}
+    assert loaded.get("/healthz/ready").json() == {
+        "status": "ready",
+        "model_name": "iris",
+        "model_version": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [("/predict", "error"), ("/invocations", "error_code"), ("/v2/models/iris/infer", "error")],
+)
+def test_body_limit_in_each_dialect(loaded: TestClient, path: str, key: str) -> None:
+    big = b'{"instances": [' + b",".join([b"[5.1, 3.5, 1.4, 0.2]"] * 200) + b"]}"
+    answer = loaded.post(path, content=big, headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert key in answer.json()
+    assert "SERVE_MAX_BODY_BYTES" in str(answer.json())
+
+
+def test_body_limit_without_content_length(loaded: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"instances": ['
+        for _ in range(300):
+            yield b"[5.1, 3.5, 1.4, 0.2],"
+        yield b"[5.1, 3.5, 1.4, 0.2]]}"
+
+    answer = loaded.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+
+
+def test_row_limit_names_the_setting(loaded: TestClient) -> None:
+    answer = loaded.post("/predict", json={"instances": [ROW] * 21})
+    assert answer.status_code == 413
+    assert answer.json()["field"] == "instances"
+    assert "limit of 20 rows" in answer.json()["message"]
+
+
+def test_unknown_routes_and_methods(loaded: TestClient) -> None:
+    assert loaded.get("/nope").status_code == 404
+    assert loaded.get("/predict").status_code == 405
+    assert loaded.get("/v2/models/other").status_code == 404
+    assert loaded.get("/v2/models/iris/versions/9").status_code == 404
+    assert loaded.get("/v2/models/iris/versions/1").json()["versions"] == ["1"]
+
+
+def test_metrics_count_by_route_template(loaded: TestClient) -> None:
+    for _ in range(3):
+        loaded.post("/v2/models/iris/infer", json={"inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}]})  # fmt: skip
+    loaded.get("/some/random/path")
+    text = loaded.get("/metrics").text
+    assert ('mlkube_serve_requests_total{method="POST",route="/v2/models/{name}/infer",'
+            'status="200"} 3.0') in text  # fmt: skip
+    assert 'route="<unmatched>"' in text
+    assert "/some/random/path" not in text
+    assert 'mlkube_serve_predictions_total{label="setosa",version="1"} 3.0' in text
+    assert "mlkube_serve_batch_rows_bucket" in text
+    assert "_created" not in text
+
+
+def test_openapi_and_docs(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = set(spec["paths"])
+    assert {"/predict", "/invocations", "/healthz/live", "/healthz/ready", "/model", "/metrics",
+            "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer",
+            "/v2/health/ready", "/v2/models/{name}/ready"} <= paths  # fmt: skip
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert "instances" in str(body["schema"])
+    assert client.get("/docs").status_code == 200
