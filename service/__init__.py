@@ -4,4 +4,6 @@ Three dialects on one port: mlkube's own ``/predict``, MLflow's ``/invocations``
 with ``mlflow models serve``) and the Open Inference Protocol v2 (``/v2/...``). Run it with
 ``python -m service``; every knob is an env var (see :class:`service.settings.Settings`)."""
 
-__version__ = "0.1.0"
+from mlkube import __version__  # before MLflow: turns its telemetry off
+
+__all__ = ["__version__"]

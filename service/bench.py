@@ -367,9 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
-    # Every process here (the throwaway MLflow server, the training run, the servers) stays
-    # on loopback: no MLflow usage telemetry.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if shutil.which("wrk") is None:
         sys.stderr.write(WRK_MISSING + "\n")
         return 1

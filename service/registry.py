@@ -28,13 +28,12 @@ MAX_RETRY_SECONDS = 10.0
 
 # Defaults `python -m service` gives MLflow's own env vars (users may still override them).
 # MLflow's client retries a failed call 7 times with exponential backoff (minutes in all); the
-# loader below does its own backoff, so each MLflow call should fail fast instead. And a server
-# does not phone home: MLflow's usage telemetry (which would also write under $HOME) is off.
+# loader below does its own backoff, so each MLflow call should fail fast instead. (Telemetry is
+# off already: see mlkube/__init__.py.)
 MLFLOW_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 
