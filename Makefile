@@ -3,7 +3,7 @@ SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
 .DEFAULT_GOAL := help
 
-##@ Knobs (override on the command line: make up MLFLOW_PORT=5001)
+# Knobs: override on the command line, e.g. make up MLFLOW_PORT=5001
 PYTHON ?= python3
 VENV ?= .venv
 ENV ?= kind
