@@ -308,8 +308,9 @@ def connect_mlflow(ctx: Ctx) -> None:
     ctx.console.info(f"MLflow at {uri} (port-forward to svc/{service})")
 
 
-def weak_champion(ctx: Ctx) -> None:
-    """A champion worth beating: a dummy classifier, forced to production."""
+def _train(ctx: Ctx, classifier: str, promotion: str) -> tuple[str, str]:
+    """``(run_id, version)`` of one ``jobs.train`` run; ``promotion`` is ``--force-promote`` or
+    ``--no-promote``."""
     out = python(
         ctx,
         "-m",
@@ -317,12 +318,17 @@ def weak_champion(ctx: Ctx) -> None:
         "--model-name",
         ctx.state.extra["model"],
         "--classifier",
-        "dummy",
-        "--force-promote",
+        classifier,
+        promotion,
         "--trigger",
         "ci",
     )
-    run_id, version = parse_train_output(out)
+    return parse_train_output(out)
+
+
+def weak_champion(ctx: Ctx) -> None:
+    """A champion worth beating: a dummy classifier, forced to production."""
+    run_id, version = _train(ctx, "dummy", "--force-promote")
     ctx.state.extra["weak"] = version
     ctx.console.info(f"run {run_id} -> version {version}, forced to production")
     versions = wait_served(ctx, version, timeout=ctx.opts.timeout)
@@ -330,19 +336,7 @@ def weak_champion(ctx: Ctx) -> None:
 
 
 def train_candidate(ctx: Ctx) -> None:
-    out = python(
-        ctx,
-        "-m",
-        "jobs.train",
-        "--model-name",
-        ctx.state.extra["model"],
-        "--classifier",
-        "logistic_regression",
-        "--no-promote",
-        "--trigger",
-        "ci",
-    )
-    run_id, version = parse_train_output(out)
+    run_id, version = _train(ctx, "logistic_regression", "--no-promote")
     ctx.state.extra["candidate"] = (run_id, version)
     ctx.console.info(f"run {run_id} -> version {version}, registered, not promoted yet")
 

@@ -25,12 +25,17 @@ def release_selector(release: str, component: str | None = None) -> str:
 
 def get_json(ctx: Ctx, *args: str) -> dict[str, Any]:
     out = ctx.kubectl("get", *args, "-o", "json").stdout
+    return json_object(out, f"kubectl get {' '.join(args)}")
+
+
+def json_object(out: str, command: str) -> dict[str, Any]:
+    """``out`` (what ``command`` printed) as a JSON object; anything else fails the step."""
     try:
         data = json.loads(out)
     except json.JSONDecodeError as exc:
-        raise StepFailed(f"kubectl get {' '.join(args)} did not answer JSON: {out[:200]}") from exc
+        raise StepFailed(f"{command} did not answer JSON: {out[:200]}") from exc
     if not isinstance(data, dict):
-        raise StepFailed(f"kubectl get {' '.join(args)} answered {type(data).__name__}")
+        raise StepFailed(f"{command} answered {type(data).__name__}")
     return data
 
 

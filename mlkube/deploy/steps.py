@@ -508,12 +508,7 @@ def run_training(ctx: Ctx) -> None:
     # labels and annotations); we change the trigger, then create it.
     dry_run = ["create", "job", job, f"--from=cronjob/{cronjob}", "-n", ns, "--dry-run=client"]
     built = ctx.kubectl(*dry_run, "-o", "json").stdout
-    try:
-        manifest = json.loads(built)
-    except json.JSONDecodeError as exc:
-        raise StepFailed(f"kubectl {' '.join(dry_run)} did not answer JSON: {built[:200]}") from exc
-    if not isinstance(manifest, dict):
-        raise StepFailed(f"kubectl {' '.join(dry_run)} answered {type(manifest).__name__}")
+    manifest = kube.json_object(built, f"kubectl {' '.join(dry_run)}")
     ctx.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(mark_manual(manifest)))
     ctx.state.extra["job"] = job
     ctx.console.info(

@@ -249,18 +249,8 @@ def test_targets_set_their_ingress_class(renders: dict[str, Rendered]) -> None:
     assert eks["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-type"] == "ip"
 
 
-def _permissions(rules: list[dict[str, list[str]]]) -> set[tuple[str, str, str]]:
-    return {
-        (group, resource, verb)
-        for rule in rules
-        for group in rule.get("apiGroups", [])
-        for resource in rule.get("resources", [])
-        for verb in rule.get("verbs", [])
-    }
-
-
 def test_operator_role_is_exactly_what_the_operator_calls(rendered: Rendered) -> None:
-    from rollout.rbac import RULES
+    from rollout.rbac import RULES, permissions
 
     if not rendered.values["rollout"]["enabled"]:
         assert not rendered.of_kind("Role")
@@ -270,7 +260,7 @@ def test_operator_role_is_exactly_what_the_operator_calls(rendered: Rendered) ->
     kind = "ClusterRole" if cluster_wide else "Role"
     (role,) = rendered.of_kind(kind)
     assert not rendered.of_kind("Role" if cluster_wide else "ClusterRole")
-    assert _permissions(role["rules"]) == _permissions(RULES)
+    assert permissions(role["rules"]) == permissions(RULES)
     assert all("*" not in v for rule in role["rules"] for v in rule.values())
 
     (binding,) = rendered.of_kind(f"{kind}Binding")

@@ -38,16 +38,10 @@ from tests.unit.deploy.fakes import (
     job_from_cronjob,
     kjson,
     make_ctx,
-    make_repo,
     obj,
     ok,
     service,
 )
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
 
 
 def with_kind_context(cmds: FakeCommands) -> FakeCommands:

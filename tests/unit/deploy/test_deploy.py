@@ -25,7 +25,6 @@ from tests.unit.deploy.fakes import (
     job_from_cronjob,
     kjson,
     make_ctx,
-    make_repo,
     obj,
     ok,
 )
@@ -101,11 +100,6 @@ def kind_world(
     cmds.on("docker", "ps", "-a", answer=ok(""))
     cmds.on("docker", "image", "inspect", answer=lambda w: ok(image_id(w) + "\n"))
     return cluster_world(cmds, **kw)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
 
 
 def ready_http() -> FakeHttp:

@@ -21,7 +21,6 @@ from tests.unit.deploy.fakes import (
     ingress,
     kjson,
     make_ctx,
-    make_repo,
     obj,
     ok,
     service,
@@ -89,11 +88,6 @@ def world(
         *[(200, {"name": "iris-classifier", "version": v}) for v in ("1", "2", "2", "3", "3", "3")],
     )
     return cmds, http
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
 
 
 def test_plan() -> None:
