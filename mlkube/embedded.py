@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -200,15 +199,14 @@ def wait_until_stopped(
 ) -> int:
     """Sleep until Ctrl-C (or ``run_for`` seconds); a child that dies on its own is an error."""
     deadline = None if run_for is None else time.monotonic() + run_for
-    stopped = threading.Event()
-    while not stopped.wait(0.5):
+    while True:
+        time.sleep(0.5)
         for name, proc in (("MLflow", mlflow.proc), ("the model server", serving)):
             if proc is not None and proc.poll() is not None:
                 sys.stderr.write(f"error: {name} exited on its own (code {proc.returncode})\n")
                 return 1
         if deadline is not None and time.monotonic() > deadline:
             return 0
-    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
