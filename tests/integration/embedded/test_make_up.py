@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from mlkube.mlflow_server import free_port
+from tests.timeouts import HTTP_S, PROCESS_START_S, PROCESS_STOP_S, SLOW_TEST_S
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(SLOW_TEST_S)]
 
 
 def descendants(pid: int) -> set[int]:
@@ -44,7 +45,7 @@ def alive(pid: int) -> bool:
 
 
 def get_json(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    with urllib.request.urlopen(url, timeout=HTTP_S) as resp:
         return dict(json.loads(resp.read()))
 
 
@@ -61,9 +62,18 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen[str]) 
     pytest.fail(f"timed out waiting for {what}")
 
 
+def up_block_printed(text: str) -> bool:
+    """`make up` has printed all of its "Up." block. The "Ctrl-C" line comes first; with the
+    model server, the example request is sent and its answer printed after it."""
+    if "Model server not started" in text:
+        return "Model registry:" in text
+    return "It answers:" in text or "(example request failed" in text
+
+
 def test_make_up_serves_and_stops_cleanly(repo_root: Path, tmp_path: Path) -> None:
     mlflow_port, serve_port = free_port(), free_port()
-    log = (tmp_path / "make-up.log").open("w")
+    log_path = tmp_path / "make-up.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         ["make", "-s", "up", f"MLFLOW_PORT={mlflow_port}", f"SERVE_PORT={serve_port}",
          f"STATE_DIR={tmp_path / 'state'}"],
@@ -72,29 +82,34 @@ def test_make_up_serves_and_stops_cleanly(repo_root: Path, tmp_path: Path) -> No
     )  # fmt: skip
     uri = f"http://127.0.0.1:{mlflow_port}"
     try:
-        wait_for(lambda: urllib.request.urlopen(uri, timeout=2).status == 200, 240, "UI", proc)
+        wait_for(
+            lambda: urllib.request.urlopen(uri, timeout=2).status == 200,
+            PROCESS_START_S,
+            "UI",
+            proc,
+        )
         alias_url = (
             f"{uri}/api/2.0/mlflow/registered-models/alias?name=iris-classifier&alias=production"
         )
-        wait_for(lambda: "model_version" in get_json(alias_url), 240, "the alias", proc)
+        wait_for(lambda: "model_version" in get_json(alias_url), PROCESS_START_S, "alias", proc)
         assert get_json(alias_url)["model_version"]["version"] == "1"  # type: ignore[index]
-        wait_for(lambda: "Ctrl-C" in (tmp_path / "make-up.log").read_text(), 240, "up", proc)
-        output = (tmp_path / "make-up.log").read_text()
+        wait_for(lambda: up_block_printed(log_path.read_text()), PROCESS_START_S, "up", proc)
+        output = log_path.read_text()
         if "Model server:" in output:  # the serving app answers the printed example
             ready = f"http://127.0.0.1:{serve_port}/healthz/ready"
-            assert urllib.request.urlopen(ready, timeout=5).status == 200
+            assert urllib.request.urlopen(ready, timeout=HTTP_S).status == 200
             assert "It answers:" in output
         children = descendants(proc.pid)
         assert children, "make up started no processes"
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=PROCESS_STOP_S)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
         log.close()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + PROCESS_STOP_S
     while time.monotonic() < deadline and any(alive(p) for p in children):
         time.sleep(0.2)
     survivors = [p for p in children if alive(p)]
@@ -112,7 +127,7 @@ def test_port_in_use_is_reported(repo_root: Path, tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         proc = subprocess.run(
             ["make", "-s", "up", f"MLFLOW_PORT={port}", f"STATE_DIR={tmp_path}"],
-            cwd=repo_root, capture_output=True, text=True, timeout=120,
+            cwd=repo_root, capture_output=True, text=True, timeout=PROCESS_START_S,
         )  # fmt: skip
     assert proc.returncode != 0
     assert f"port {port} for MLflow is already in use" in proc.stderr

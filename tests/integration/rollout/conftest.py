@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from mlkube.mlflow_server import free_port
 from rollout.app import Operator
 from rollout.settings import OperatorSettings
+from tests.timeouts import EVENTUAL_S, POLL_S, PROCESS_STOP_S
 
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 EVENTS = kmock.resource("", "v1", "events")
@@ -291,9 +292,14 @@ class Cluster:
 
     @staticmethod
     async def eventually(
-        check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+        check: Callable[[], Any],
+        timeout: float = EVENTUAL_S,
+        interval: float = POLL_S,
+        what: str = "",
     ) -> float:
-        """Poll ``check`` until it is truthy; returns the seconds it took, fails after timeout."""
+        """Poll ``check`` until it is truthy; returns the seconds it took, fails after timeout.
+        Wait for the very thing the test asserts next: a metric, an Event or a tag comes after
+        the patch that made the Deployment look done."""
         start = time.monotonic()
         while True:
             with contextlib.suppress(AssertionError, KeyError):
@@ -377,6 +383,7 @@ class RunningOperator:
         self.kubeconfig = kubeconfig
         self.liveness_port = free_port()
         self.operator: Operator | None = None
+        self.poll_cycles = 0  # poll cycles finished so far (see polls())
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -390,11 +397,31 @@ class RunningOperator:
                 liveness=f"http://127.0.0.1:{self.liveness_port}/healthz",
                 http_host="127.0.0.1",
             )
+            self._count_polls(self.operator)
             run = self.operator.run(stop_flag=self._stop, ready_flag=self._ready)  # type: ignore[arg-type]
             asyncio.run(run)
         except BaseException as exc:  # surfaced by start()/stop()
             self._error = exc
             self._ready.set()
+
+    def _count_polls(self, operator: Operator) -> None:
+        poll_once = operator.poll_once
+
+        async def counted() -> None:
+            try:
+                await poll_once()
+            finally:
+                self.poll_cycles += 1
+
+        operator.poll_once = counted  # type: ignore[method-assign]
+
+    async def polls(self, count: int) -> None:
+        """Wait until ``count`` whole poll cycles have run from now on (a cycle under way now
+        does not count): what "nothing more happens" means for a test, not a sleep."""
+        target = self.poll_cycles + 1 + count
+        await Cluster.eventually(
+            lambda: self.poll_cycles >= target, what=f"{count} more poll cycles"
+        )
 
     @property
     def url(self) -> str:
@@ -406,15 +433,15 @@ class RunningOperator:
 
     async def start(self) -> RunningOperator:
         self._thread.start()
-        await asyncio.to_thread(self._ready.wait, 30)
+        await asyncio.to_thread(self._ready.wait, EVENTUAL_S)
         if self._error is not None:
             raise self._error
         return self
 
     async def stop(self) -> None:
         self._stop.set()
-        await asyncio.to_thread(self._thread.join, 30)
-        assert not self._thread.is_alive(), "operator did not stop within 30 s"
+        await asyncio.to_thread(self._thread.join, PROCESS_STOP_S)
+        assert not self._thread.is_alive(), f"operator did not stop within {PROCESS_STOP_S} s"
         if self._error is not None:
             raise self._error
 
@@ -473,13 +500,15 @@ class Model:
         tags = self.client.get_model_version(self.name, version).tags
         return tags.get("mlkube.rollout")
 
-    async def eventually_tagged(self, version: str, value: str, timeout: float = 10.0) -> None:
+    async def eventually_tagged(
+        self, version: str, value: str, timeout: float = EVENTUAL_S
+    ) -> None:
         """Wait for ``mlkube.rollout=<value>`` on the version (asked off the event loop, which
         also serves the emulator)."""
         deadline = time.monotonic() + timeout
         while (found := await asyncio.to_thread(self.tag, version)) != value:
             assert time.monotonic() < deadline, f"version {version} tagged {found!r}, not {value}"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(POLL_S)
 
 
 @pytest.fixture

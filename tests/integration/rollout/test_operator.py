@@ -25,6 +25,7 @@ import pytest
 from mlkube.mlflow_server import free_port
 from rollout import cli, rbac
 from rollout.webhook import sign
+from tests.timeouts import EVENTUAL_S, POLL_S, PROCESS_START_S, PROCESS_STOP_S, QUIET_S
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,14 @@ def signed_headers(secret: str, body: bytes) -> dict[str, str]:
         "X-MLflow-Timestamp": stamp,
         "X-MLflow-Signature": sign(secret, delivery, stamp, body.decode()),
     }
+
+
+def reconciles(operator: Any, action: str) -> float:
+    """Finished reconciles that ended in ``action``, whatever triggered them."""
+    return sum(
+        operator.metric("mlkube_rollout_reconciles_total", trigger=trigger, action=action)
+        for trigger in ("poll", "event", "webhook")
+    )
 
 
 async def test_promotion_rolls_within_one_poll_and_keeps_the_rest(cluster, model, start_operator):
@@ -95,7 +104,7 @@ async def test_promotion_rolls_within_one_poll_and_keeps_the_rest(cluster, model
         )
     )
     await cluster.eventually(lambda: "ModelRolloutSucceeded" in cluster.event_reasons(NAME))
-    await asyncio.sleep(1.5)  # more polls and events: reported once only
+    await operator.polls(2)  # more polls: reported once only
     succeeded = [e for e in cluster.events(NAME) if e["reason"] == "ModelRolloutSucceeded"]
     assert len(succeeded) == 1
     assert succeeded[0]["type"] == "Normal"
@@ -134,8 +143,9 @@ async def test_no_write_while_the_alias_stays(cluster, model, start_operator):
     # A deleted Deployment is forgotten: no more reads or reconciles of it.
     await cluster.delete(NAME)
     await cluster.eventually(lambda: operator.operator and not operator.operator.deployments)
+    await operator.polls(0)  # a cycle that began before the delete may still reconcile it
     polls = operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="noop")
-    await asyncio.sleep(1.0)
+    await operator.polls(3)
     assert (
         operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="noop") == polls
     )
@@ -149,7 +159,7 @@ async def test_webhook_rolls_within_two_seconds(
     cluster.add(cluster.deployment(NAME, model.name, version="1"))
     # Poll every 60 s: only the webhook can explain a patch within 2 s.
     operator = await start_operator(ROLLOUT_POLL_SECONDS=60.0)
-    await asyncio.sleep(0.5)
+    await model.eventually_tagged("1", "succeeded")  # the Deployment as first seen: reconciled
     assert cluster.deployment_patches(NAME) == []
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
@@ -186,7 +196,8 @@ async def test_bad_signature_is_401_and_patches_nothing(cluster, model, start_op
     await model.set_alias("1")
     cluster.add(cluster.deployment(NAME, model.name, version="1"))
     operator = await start_operator(ROLLOUT_POLL_SECONDS=60.0)
-    await asyncio.sleep(0.5)
+    # The Deployment as first seen is reconciled before the alias moves (else that rolls it).
+    await model.eventually_tagged("1", "succeeded")
     await model.set_alias("2")  # the registry moved, but nobody authentic said so
     payload = {
         "entity": "model_version_alias",
@@ -204,7 +215,7 @@ async def test_bad_signature_is_401_and_patches_nothing(cluster, model, start_op
     assert "X-MLflow-Signature" in answer["error"]
     tampered = signed_headers("test-secret", body)
     assert (await post_webhook(operator.url, body.replace(b'"2"', b'"3"'), tampered))[0] == 401
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(QUIET_S)  # no poll for 60 s: a window in which nothing may happen
     assert cluster.deployment_patches(NAME) == []
     assert cluster.model_version(NAME) == "1"
     assert operator.metric("mlkube_rollout_webhooks_total", result="rejected") == 3
@@ -212,7 +223,14 @@ async def test_bad_signature_is_401_and_patches_nothing(cluster, model, start_op
     # The same delivery, signed with the right secret, does roll (so the test could fail).
     status, answer = await post_webhook(operator.url, body, signed_headers("test-secret", body))
     assert (status, answer["deployments"]) == (202, 1)
-    await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=2)
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+    await cluster.eventually(
+        lambda: (
+            operator.metric("mlkube_rollout_reconciles_total", trigger="webhook", action="roll")
+            == 1
+        ),
+        what="the roll counted as the webhook's",
+    )
 
 
 async def test_progress_deadline_reverts_once_and_waits_for_the_alias(
@@ -293,14 +311,14 @@ async def test_mlflow_down_means_no_patch_then_recovery(
         await proxy.stop()  # MLflow unreachable (connection refused)
         await model.set_alias("2")
         await cluster.eventually(
-            lambda: operator.metric("mlkube_rollout_registry_errors_total") >= 2, timeout=15
+            lambda: operator.metric("mlkube_rollout_registry_errors_total") >= 2
         )
-        await asyncio.sleep(1.0)
+        await operator.polls(2)
         assert cluster.model_version(NAME) == "1"
         assert cluster.deployment_patches(NAME) == []
 
         await proxy.start()  # back on the same port
-        took = await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=10)
+        took = await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
         assert took < 6.0  # backoff is capped at max(4 polls, 5 s)
         assert len(cluster.deployment_patches(NAME)) == 1
     finally:
@@ -316,14 +334,16 @@ async def test_restarted_operator_carries_on(cluster, model, start_operator):
     await first.stop()  # mid-rollout: the new pods are not available yet
 
     await cluster.complete_rollout(NAME)  # finishes while no operator runs
-    await start_operator(ROLLOUT_POLL_SECONDS=0.5)
+    second = await start_operator(ROLLOUT_POLL_SECONDS=0.5)
     await model.eventually_tagged("2", "succeeded")
     await cluster.eventually(
         lambda: (
             cluster.get(NAME)["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
         )
     )
-    await asyncio.sleep(1.5)  # a few more polls: nothing left to do
+    # The Event comes after the patch and the tag.
+    await cluster.eventually(lambda: "ModelRolloutSucceeded" in cluster.event_reasons(NAME))
+    await second.polls(2)  # a few more polls: nothing left to do
     body = cluster.get(NAME)
     assert cluster.model_version(NAME) == "2"
     assert (
@@ -348,6 +368,7 @@ async def test_conflict_is_re_read_and_retried(cluster, model, start_operator):
     await cluster.eventually(lambda: cluster.event_reasons(NAME) == ["ModelRolloutStarted"])
     assert cluster.api.inject_conflicts == 0
     assert len(cluster.deployment_patches(NAME)) == 2  # 409, then the retry
+    # Counted before the Event was created, so no wait needed.
     assert operator.metric("mlkube_rollout_rollouts_total", result="started") == 1
 
 
@@ -376,7 +397,12 @@ async def test_a_write_between_read_and_patch_is_a_conflict_not_an_error(
     assert env[0] == {"name": "FEATURE_FLAG", "value": "on"}
     assert [v["name"] for v in env].count("MODEL_VERSION") == 1
     assert len(cluster.deployment_patches(NAME)) == 2  # the 422, then the retry
-    assert operator.metric("mlkube_rollout_rollouts_total", result="started") == 1
+    # Counted after the patch: wait for the count, then for the reconcile's end (counted last),
+    # so that an error in it would have been counted by now.
+    await cluster.eventually(
+        lambda: operator.metric("mlkube_rollout_rollouts_total", result="started") == 1
+    )
+    await cluster.eventually(lambda: reconciles(operator, "roll") >= 1)
     for trigger in ("poll", "event", "webhook"):
         errors = operator.metric("mlkube_rollout_reconciles_total", trigger=trigger, action="error")
         assert errors == 0
@@ -472,18 +498,24 @@ async def test_cli_runs_outside_the_cluster_with_a_kubeconfig(
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
-        await cluster.eventually(lambda: cluster.model_version(NAME) == "2", timeout=60)
-        await cluster.eventually(lambda: "Pinning model" in log.read_text(), timeout=5)
+        await cluster.eventually(
+            lambda: cluster.model_version(NAME) == "2", timeout=PROCESS_START_S
+        )
+        await cluster.eventually(lambda: "Pinning model" in log.read_text())
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{liveness_port}/healthz") as response:
                 assert response.status == 200
-            async with session.get(f"http://127.0.0.1:{http_port}/metrics") as response:
-                assert (
-                    'mlkube_rollout_rollouts_total{result="started"} 1.0' in await response.text()
-                )
+            started = 'mlkube_rollout_rollouts_total{result="started"} 1.0'
+            metrics = ""
+            deadline = time.monotonic() + EVENTUAL_S
+            while started not in metrics:  # counted after the patch and the log line
+                assert time.monotonic() < deadline, metrics
+                await asyncio.sleep(POLL_S)
+                async with session.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+                    metrics = await response.text()
     finally:
         proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(proc.wait, 30)
+        code = await asyncio.to_thread(proc.wait, PROCESS_STOP_S)
     text = log.read_text()
     assert code == 0, text
     assert f"deployment serving/{NAME}: Pinning model {model.name} to version 2" in text

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import pytest
 
 from mlkube.mlflow_server import free_port, stop_process_group
 from tests.conftest import subprocess_env
+from tests.timeouts import EVENTUAL_S, HTTP_S, PROCESS_START_S
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -69,7 +70,9 @@ class ServiceProcess:
             )  # fmt: skip
         return self
 
-    def wait(self, path: str, status: int = 200, timeout: float = 180.0) -> httpx.Response:
+    def wait(
+        self, path: str, status: int = 200, timeout: float = PROCESS_START_S
+    ) -> httpx.Response:
         """Poll ``path`` until it answers ``status``; fail with the log's tail otherwise."""
         deadline = time.monotonic() + timeout
         last: httpx.Response | None = None
@@ -78,13 +81,23 @@ class ServiceProcess:
             if self.proc.poll() is not None:
                 pytest.fail(f"the service exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                last = httpx.get(self.url + path, timeout=5)
+                last = httpx.get(self.url + path, timeout=HTTP_S)
                 if last.status_code == status:
                     return last
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         pytest.fail(f"{path} never answered {status} (last: {last}):\n{self.log_tail()}")
+
+    def eventually(
+        self, condition: Callable[[], object], what: str, timeout: float = EVENTUAL_S
+    ) -> None:
+        """Poll ``condition`` until it is truthy; fail with the log's tail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"not within {timeout:.0f}s: {what}\n{self.log_tail()}")
+            time.sleep(0.1)
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -115,5 +128,5 @@ def served(
 
 @pytest.fixture
 def client(served: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served.url, timeout=30) as c:
+    with httpx.Client(base_url=served.url, timeout=HTTP_S) as c:
         yield c

@@ -17,6 +17,7 @@ import pytest
 from mlkube.mlflow_server import free_port, stop_process_group
 from tests.conftest import subprocess_env
 from tests.integration.service.conftest import FEATURES, RegisteredModel, ServiceProcess
+from tests.timeouts import HTTP_S, PROCESS_START_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -95,12 +96,12 @@ def mlflow_serve(
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + PROCESS_START_S
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"mlflow models serve did not start:\n{log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(url + "/ping", timeout=5).status_code == 200:
+                if httpx.get(url + "/ping", timeout=HTTP_S).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -117,8 +118,10 @@ def test_same_answer_as_mlflow_models_serve(
     served: ServiceProcess, mlflow_serve: str, body: bytes, content_type: str
 ) -> None:
     headers = {"content-type": content_type}
-    theirs = httpx.post(mlflow_serve + "/invocations", content=body, headers=headers, timeout=60)
-    ours = httpx.post(served.url + "/invocations", content=body, headers=headers, timeout=60)
+    theirs = httpx.post(
+        mlflow_serve + "/invocations", content=body, headers=headers, timeout=HTTP_S
+    )
+    ours = httpx.post(served.url + "/invocations", content=body, headers=headers, timeout=HTTP_S)
     assert ours.status_code == theirs.status_code, ours.text
     assert ours.headers["content-type"] == theirs.headers["content-type"]
     assert ours.content == theirs.content

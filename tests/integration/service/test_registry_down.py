@@ -3,7 +3,6 @@ MLflow is back, and keeps serving when MLflow goes away again."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -11,8 +10,9 @@ import pytest
 
 from mlkube.mlflow_server import MlflowServer, free_port
 from tests.integration.service.conftest import ServiceProcess, train
+from tests.timeouts import HTTP_S, PROCESS_START_S, SLOW_TEST_S
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(SLOW_TEST_S)]
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 
@@ -28,25 +28,27 @@ def test_ready_only_once_the_registry_answers(tmp_path: Path) -> None:
     ).start()  # fmt: skip
     try:
         service.wait("/healthz/live")
-        deadline = time.monotonic() + 60
-        while True:  # wait for the first failed attempt to be reported
-            ready = httpx.get(service.url + "/healthz/ready", timeout=5)
-            if ready.json().get("last_error") or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        service.eventually(
+            lambda: (
+                httpx.get(service.url + "/healthz/ready", timeout=HTTP_S).json().get("last_error")
+            ),
+            "the first failed attempt reported",
+            timeout=PROCESS_START_S,
+        )
+        ready = httpx.get(service.url + "/healthz/ready", timeout=HTTP_S)
         assert ready.status_code == 503
         assert "Connection refused" in ready.json()["last_error"]
-        assert httpx.post(service.url + "/predict", json=ROW).status_code == 503
-        assert httpx.get(service.url + "/v2/health/ready").status_code == 503
+        assert httpx.post(service.url + "/predict", json=ROW, timeout=HTTP_S).status_code == 503
+        assert httpx.get(service.url + "/v2/health/ready", timeout=HTTP_S).status_code == 503
 
         with MlflowServer(state_dir=state, port=port):  # the registry comes back
-            ready = service.wait("/healthz/ready", 200, timeout=120)
+            ready = service.wait("/healthz/ready", 200)
             assert ready.json()["model_version"] == version
         # ...and goes away again: the loaded model is still served
-        answer = httpx.post(service.url + "/predict", json=ROW)
+        answer = httpx.post(service.url + "/predict", json=ROW, timeout=HTTP_S)
         assert answer.status_code == 200
         assert answer.json()["predictions"] == ["setosa"]
         assert answer.json()["model_version"] == version
-        assert httpx.get(service.url + "/healthz/ready").status_code == 200
+        assert httpx.get(service.url + "/healthz/ready", timeout=HTTP_S).status_code == 200
     finally:
         service.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.service.conftest import ServiceProcess, train
+from tests.timeouts import HTTP_S, PROCESS_START_S, PROCESS_STOP_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ class Load:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     async def _client(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=HTTP_S) as client:
             while not self._stop.is_set():
                 try:
                     answer = await client.post("/predict", json={"instances": ROWS})
@@ -55,7 +55,7 @@ class Load:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=PROCESS_STOP_S)
 
 
 def test_swap_under_load_without_failures(tracking_uri: str, tmp_path: Path) -> None:
@@ -68,24 +68,26 @@ def test_swap_under_load_without_failures(tracking_uri: str, tmp_path: Path) -> 
     try:
         service.wait("/healthz/ready")
         with Load(service.url) as load:
-            deadline = time.monotonic() + 30
-            while len(load.versions) < 50 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            service.eventually(lambda: len(load.versions) >= 50, "50 answers before the swap")
             second = train(tracking_uri, name, "--force-promote", "--seed", "2")
             assert second != first
-            deadline = time.monotonic() + 120
-            while httpx.get(service.url + "/model").json()["version"] != second:
-                assert time.monotonic() < deadline, service.log_tail()
-                time.sleep(0.2)
+            service.eventually(
+                lambda: (
+                    httpx.get(service.url + "/model", timeout=HTTP_S).json()["version"] == second
+                ),
+                f"version {second} swapped in",
+                timeout=PROCESS_START_S,
+            )
             served_after_swap = len(load.versions)
-            while len(load.versions) < served_after_swap + 50 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            service.eventually(
+                lambda: len(load.versions) >= served_after_swap + 50, "50 answers after the swap"
+            )
         assert load.failures == []
         seen = Counter(load.versions)
         assert seen[first] > 0, seen
         assert seen[second] > 0, seen
         assert load.versions[-1] == second
-        metrics = httpx.get(service.url + "/metrics").text
+        metrics = httpx.get(service.url + "/metrics", timeout=HTTP_S).text
         assert f'version="{second}"' in metrics
         assert f'mlkube_serve_model_info{{alias="production",name="{name}"' in metrics
         info_lines = [ln for ln in metrics.splitlines() if ln.startswith("mlkube_serve_model_info")]
