@@ -18,6 +18,8 @@ MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 8080
 STATE_DIR ?= .mlkube
 PYTEST_ARGS ?=
+# make test-flaky: how many times each integration test runs (under CPU load).
+FLAKY_COUNT ?= 3
 
 PY := $(VENV)/bin/python
 BIN := $(CURDIR)/bin
@@ -49,6 +51,11 @@ ifeq ($(origin ENV),command line)
 else
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} $(PY) -m jobs.train --trigger manual
 endif
+
+.PHONY: test-flaky
+test-flaky: venv ## Run the integration tests FLAKY_COUNT (3) times over with every core kept busy
+	scripts/with-cpu-load.sh $(PY) -m pytest tests/integration -p no:cacheprovider \
+		--count=$(FLAKY_COUNT) --repeat-scope=session $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: venv ## ruff + mypy (strict)
