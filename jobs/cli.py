@@ -11,7 +11,7 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from jobs.settings import Classifier, Metric, TrainSettings, Trigger
-from mlkube.retry import Unreachable
+from mlkube.core.backoff import Unreachable
 
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 1

@@ -16,7 +16,8 @@ from mlflow.exceptions import MlflowException
 
 from jobs.model import improvement, score
 from jobs.settings import Metric
-from mlkube.names import TAG_PREFIX
+from mlkube.core.names import TAG_PREFIX
+from mlkube.core.registry import classify
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,12 @@ def decide(
 
 
 def champion_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """The alias's version; None only when the model or the alias does not exist. Any other
+    error (a refusal, an invalid name) is raised: never promote over a champion not read."""
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        if classify(exc) == "not-found":
             return None
         raise
 

@@ -26,8 +26,8 @@ from jobs.cli import (
 from jobs.data import DataError, holdout_split, load_dataset
 from jobs.gate import Decision, run_gate, score_version
 from jobs.settings import TrainSettings
-from mlkube.retry import Unreachable
-from mlkube.tracking import wait_for_tracking_server
+from mlkube.core.backoff import Unreachable
+from mlkube.core.tracking import wait_for_tracking_server
 
 log = logging.getLogger("jobs.promote")
 

@@ -5,31 +5,17 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlkube.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from mlkube.core.settings import ModelSettings
 
 Classifier = Literal["logistic_regression", "random_forest", "dummy"]
 Metric = Literal["f1_macro", "accuracy", "log_loss"]
 Trigger = Literal["cron", "manual", "ci"]
 
 
-class TrainSettings(BaseSettings):
+class TrainSettings(ModelSettings):
     """Every field is an env var (its alias) and a flag of ``python -m jobs.train``."""
 
-    model_config = SettingsConfigDict(
-        populate_by_name=True, protected_namespaces=(), extra="ignore"
-    )
-
-    tracking_uri: str = Field(
-        "http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI", description="MLflow tracking server"
-    )
-    model_name: str = Field(
-        DEFAULT_MODEL_NAME, alias="MODEL_NAME", min_length=1, description="registered model"
-    )
-    model_alias: str = Field(
-        DEFAULT_ALIAS, alias="MODEL_ALIAS", min_length=1, description="alias the gate moves"
-    )
     experiment: str = Field(
         "mlkube-training", alias="TRAIN_EXPERIMENT", min_length=1, description="MLflow experiment"
     )

@@ -31,9 +31,9 @@ from jobs.data import IRIS_SOURCE, DataError, Dataset, bootstrap, holdout_split,
 from jobs.gate import Decision, run_gate
 from jobs.model import build_pipeline, score
 from jobs.settings import TrainSettings
-from mlkube.names import TAG_PREFIX
-from mlkube.retry import Unreachable
-from mlkube.tracking import wait_for_tracking_server
+from mlkube.core.backoff import Unreachable
+from mlkube.core.names import TAG_PREFIX
+from mlkube.core.tracking import wait_for_tracking_server
 
 log = logging.getLogger("jobs.train")
 

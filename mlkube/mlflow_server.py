@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from mlkube.retry import Unreachable
-from mlkube.tracking import check_health
+from mlkube.core.backoff import Unreachable
+from mlkube.core.tracking import check_health
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -99,7 +99,9 @@ class MlflowServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "artifacts").mkdir(exist_ok=True)
         log = self.log_file.open("ab")
-        env = {**os.environ, **self.extra_env}
+        # No job runner: it starts seven huey consumers (~230 MB each) that no mlkube feature
+        # uses, and slows the start. A caller's extra_env may still turn it on.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.extra_env}
         self.proc = subprocess.Popen(
             self.command(),
             stdout=log,

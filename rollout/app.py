@@ -29,7 +29,8 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from mlkube.names import LABEL_MODEL_NAME
+from mlkube.core.backoff import Backoff
+from mlkube.core.names import LABEL_MODEL_NAME
 from rollout import plan
 from rollout.kube import Kube, connection_info, default_namespace, load_configuration
 from rollout.metrics import Metrics
@@ -82,8 +83,9 @@ class Operator:
         self.kube = Kube(load_configuration(kubeconfig))
         self.registry = Registry(
             settings.tracking_uri,
-            base_delay=min(settings.poll_seconds, 5.0),
-            max_delay=max(4 * settings.poll_seconds, 5.0),
+            backoff=Backoff(
+                first=min(settings.poll_seconds, 5.0), cap=max(4 * settings.poll_seconds, 5.0)
+            ),
             on_error=self.metrics.registry_errors.inc,
         )
         self.reconciler = Reconciler(self.kube, self.registry, self.metrics)

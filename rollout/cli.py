@@ -12,26 +12,19 @@ import argparse
 import asyncio
 import errno
 import logging
-import os
 import sys
 from typing import Any, Final
 from urllib.parse import urlparse
 
 from pydantic import ValidationError
 
+from mlkube.core.registry import apply_client_defaults
 from rollout.settings import OperatorSettings
 
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 1
 WEBHOOK_EVENT: Final = "model_version_alias.created"
 DEFAULT_WEBHOOK_NAME = "mlkube-rollout"
-
-# MLflow's client retries each call up to 7 times with exponential backoff by default (minutes
-# against a dead server). The operator has its own backoff, so one quick try per call is right.
-MLFLOW_CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -156,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         return _fail(EXIT_BAD_INPUT, _validation_message(exc, flags))
     configure_logging(settings.log_level, args.verbose)
-    for name, value in MLFLOW_CLIENT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    apply_client_defaults()
 
     from kubernetes.config.config_exception import ConfigException
 
@@ -200,8 +192,7 @@ def register_webhook(args: argparse.Namespace) -> int:
     url = urlparse(args.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         return _fail(EXIT_BAD_INPUT, f"--url {args.url!r}: expected http(s)://host[:port]/webhook")
-    for name, value in MLFLOW_CLIENT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    apply_client_defaults()
 
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     description = "mlkube rollout operator: roll serving Deployments when an alias moves"

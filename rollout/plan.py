@@ -20,18 +20,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlkube.names import (
+from mlkube.core.deployment import (
+    Phase,
+    containers,
+    env_index,
+    pinned_version,
+    rollout_phase,
+    serving_containers,
+    template_annotations,
+)
+from mlkube.core.names import (
     ANNOTATION_MODEL_ALIAS,
     ANNOTATION_MODEL_VERSION,
     ANNOTATION_PREVIOUS_MODEL_VERSION,
     DEFAULT_ALIAS,
+    ENV_MODEL_VERSION,
     LABEL_MODEL_NAME,
     PREFIX,
     TAG_PREFIX,
 )
 
-ENV_MODEL_VERSION = "MODEL_VERSION"
-ENV_MODEL_NAME = "MODEL_NAME"
 ANNOTATION_ROLLOUT_STATUS = f"{PREFIX}/rollout-status"
 ANNOTATION_FAILED_VERSION = f"{PREFIX}/failed-model-version"
 TAG_ROLLOUT = f"{TAG_PREFIX}.rollout"
@@ -41,12 +49,6 @@ STATUS_SUCCEEDED = "succeeded"
 STATUS_FAILED = "failed"
 
 JsonPatch = list[dict[str, Any]]
-
-
-class Phase(enum.Enum):
-    PROGRESSING = "progressing"
-    COMPLETE = "complete"
-    FAILED = "failed"
 
 
 class Kind(enum.Enum):
@@ -108,86 +110,17 @@ def parse(body: Mapping[str, Any]) -> Watched | None:
     if not model_name:
         return None
     annotations = meta.get("annotations") or {}
-    template_annotations = _template_annotations(body)
+    pod_annotations = template_annotations(body)
     return Watched(
         namespace=meta.get("namespace") or "default",
         name=meta.get("name", ""),
         model_name=model_name,
         alias=annotations.get(ANNOTATION_MODEL_ALIAS) or DEFAULT_ALIAS,
         pinned=pinned_version(body),
-        previous=template_annotations.get(ANNOTATION_PREVIOUS_MODEL_VERSION) or None,
+        previous=pod_annotations.get(ANNOTATION_PREVIOUS_MODEL_VERSION) or None,
         status=annotations.get(ANNOTATION_ROLLOUT_STATUS) or None,
         failed_version=annotations.get(ANNOTATION_FAILED_VERSION) or None,
     )
-
-
-def _containers(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    spec = ((body.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return list(spec.get("containers") or [])
-
-
-def _template_annotations(body: Mapping[str, Any]) -> dict[str, str]:
-    template = (body.get("spec") or {}).get("template") or {}
-    return dict((template.get("metadata") or {}).get("annotations") or {})
-
-
-def _env_index(container: Mapping[str, Any], name: str) -> int | None:
-    for index, var in enumerate(container.get("env") or []):
-        if var.get("name") == name:
-            return index
-    return None
-
-
-def serving_containers(body: Mapping[str, Any]) -> list[int]:
-    """Indexes of the containers that run the model: those with ``MODEL_VERSION`` in their env,
-    else those with ``MODEL_NAME``, else the first one (sidecars are usually appended)."""
-    containers = _containers(body)
-    for env_name in (ENV_MODEL_VERSION, ENV_MODEL_NAME):
-        found = [i for i, c in enumerate(containers) if _env_index(c, env_name) is not None]
-        if found:
-            return found
-    return [0] if containers else []
-
-
-def pinned_version(body: Mapping[str, Any]) -> str | None:
-    """The version the pods run: ``MODEL_VERSION`` when every serving container agrees on it,
-    else the pod-template annotation, else None (unpinned: the pods follow the alias)."""
-    containers = _containers(body)
-    values: set[str | None] = set()
-    for index in serving_containers(body):
-        env = containers[index].get("env") or []
-        position = _env_index(containers[index], ENV_MODEL_VERSION)
-        values.add(None if position is None else env[position].get("value"))
-    if len(values) == 1:
-        (value,) = values
-        if value:
-            return value
-        if value is None:  # no env at all: the annotation may still tell
-            return _template_annotations(body).get(ANNOTATION_MODEL_VERSION) or None
-    return None  # containers disagree: not pinned to one version
-
-
-def rollout_phase(body: Mapping[str, Any]) -> Phase:
-    """The state of the Deployment's latest rollout, as ``kubectl rollout status`` reads it."""
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    generation = meta.get("generation")
-    observed = status.get("observedGeneration")
-    if generation is not None and (observed is None or observed < generation):
-        return Phase.PROGRESSING  # the controller has not seen our change yet
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and (
-            condition.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            return Phase.FAILED
-    replicas = spec.get("replicas", 1)
-    updated = status.get("updatedReplicas") or 0
-    total = status.get("replicas") or 0
-    available = status.get("availableReplicas") or 0
-    if updated < replicas or total > updated or available < updated:
-        return Phase.PROGRESSING
-    return Phase.COMPLETE
 
 
 def _pointer(*parts: str | int) -> str:
@@ -238,12 +171,12 @@ def template_patch(body: Mapping[str, Any], version: str | None, previous: str |
     positions we rely on, so a concurrent edit of the containers makes the patch fail (and the
     reconciler re-reads) instead of writing to the wrong entry."""
     ops: JsonPatch = []
-    containers = _containers(body)
+    found = containers(body)
     for index in serving_containers(body):
-        container = containers[index]
+        container = found[index]
         base = ("spec", "template", "spec", "containers", index)
         ops.append({"op": "test", "path": _pointer(*base, "name"), "value": container.get("name")})
-        position = _env_index(container, ENV_MODEL_VERSION)
+        position = env_index(container, ENV_MODEL_VERSION)
         entry = {"name": ENV_MODEL_VERSION, "value": version}
         if version is None:
             if position is not None:

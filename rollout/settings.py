@@ -5,23 +5,12 @@ Every field is one env var (its alias). ``python -m rollout`` flags override a f
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field, SecretStr, model_validator
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+from mlkube.core.settings import CoreSettings, LoggingSettings
 
 
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
-
-    tracking_uri: str = Field(
-        "http://127.0.0.1:5000",
-        alias="MLFLOW_TRACKING_URI",
-        min_length=1,
-        description="MLflow tracking server whose registry holds the aliases",
-    )
+class OperatorSettings(CoreSettings, LoggingSettings):
     poll_seconds: float = Field(
         15.0,
         alias="ROLLOUT_POLL_SECONDS",
@@ -50,12 +39,6 @@ class OperatorSettings(BaseSettings):
         alias="ROLLOUT_CLUSTER_WIDE",
         description="watch Deployments in every namespace (needs a ClusterRole)",
     )
-    log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_scope(self) -> OperatorSettings:

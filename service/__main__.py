@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from pydantic import ValidationError
@@ -39,14 +38,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from mlkube.core.registry import apply_client_defaults
     from service.app import create_app
-    from service.registry import MLFLOW_CLIENT_DEFAULTS
 
-    for name, value in MLFLOW_CLIENT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    apply_client_defaults()
 
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -57,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         loop="uvloop",
         http="httptools",
         log_config=None,  # our logging setup above, one format for every logger
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",  # /metrics counts requests; logs cost CPU
+        log_level=settings.log_level.lower(),
+        access_log=settings.log_level == "DEBUG",  # /metrics counts requests; logs cost CPU
         server_header=False,
         timeout_graceful_shutdown=30,
     )

@@ -16,25 +16,23 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from mlkube.tracking import check_health, is_http
+from mlkube.core.backoff import Backoff
+from mlkube.core.registry import Registry, RegistryError, short
+from mlkube.core.tracking import check_health, is_http
 from service.errors import ModelNotLoaded
 from service.model import LoadedModel, ModelInfo
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY_SECONDS = 0.5
-MAX_RETRY_SECONDS = 10.0
+# Between tries to load the first model: 0.5 s, 1, 2, ... up to 10 s.
+LOAD_BACKOFF = Backoff(first=0.5, cap=10.0)
+# The loader backs off itself: the registry's shared window stays open.
+NO_WINDOW = Backoff(first=0.0, cap=0.0)
 
-# Defaults `python -m service` gives MLflow's own env vars (users may still override them).
-# MLflow's client retries a failed call 7 times with exponential backoff (minutes in all); the
-# loader below does its own backoff, so each MLflow call should fail fast instead. (Telemetry is
-# off already: see mlkube/__init__.py.)
-MLFLOW_CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
+
+class NothingToServe(RuntimeError):
+    """The registry answered: the model, the alias or the pinned version does not exist (yet)."""
 
 
 class ModelStore:
@@ -60,15 +58,22 @@ class ModelStore:
 
 
 def resolve_version(settings: Settings) -> str:
-    """The version to serve: MODEL_VERSION when pinned, else the alias's current target."""
-    from mlflow import MlflowClient
-
+    """The version to serve: MODEL_VERSION when pinned, else the alias's current target.
+    Raises NothingToServe when the registry says it does not exist, RegistryRefused when it
+    refuses (credentials), RegistryUnavailable or OSError when it does not answer."""
     if is_http(settings.tracking_uri):
         check_health(settings.tracking_uri, timeout=5.0)  # fail fast when MLflow is away
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    registry = Registry(settings.tracking_uri, backoff=NO_WINDOW)
     if settings.model_version:
-        return str(client.get_model_version(settings.model_name, settings.model_version).version)
-    return str(client.get_model_version_by_alias(settings.model_name, settings.model_alias).version)
+        found = registry.version(settings.model_name, settings.model_version)
+    else:
+        found = registry.alias_version(settings.model_name, settings.model_alias)
+    if found is None:
+        raise NothingToServe(
+            f"{settings.model_uri_description} does not exist in the registry yet "
+            "(no training has registered it)"
+        )
+    return str(found.version)
 
 
 def load_version(settings: Settings, version: str) -> LoadedModel:
@@ -128,13 +133,13 @@ async def keep_loaded(
 ) -> None:
     """Load the model, retrying with backoff until it works; then, in watch mode, follow the
     alias. Runs until cancelled (at shutdown)."""
-    delay = FIRST_RETRY_SECONDS
     while store.current is None:
         store.attempts += 1
         try:
             model = await asyncio.to_thread(load_model, settings)
         except Exception as exc:
-            message = _short(exc)
+            message = describe(exc)
+            delay = LOAD_BACKOFF.delay(store.attempts)
             store.last_error = message
             on_failed(message)
             log.warning(
@@ -142,7 +147,6 @@ async def keep_loaded(
                 settings.model_uri_description, store.attempts, message, delay,
             )  # fmt: skip
             await sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_SECONDS)
             continue
         on_loaded(model, store.swap(model))
 
@@ -168,7 +172,7 @@ async def watch_once(
             return False
         model = await asyncio.to_thread(load_version, settings, version)
     except Exception as exc:  # keep serving the current model
-        message = _short(exc)
+        message = describe(exc)
         on_failed(message)
         log.warning("watching %s: %s; still serving the current model",
                     settings.model_uri_description, message)  # fmt: skip
@@ -182,8 +186,8 @@ async def watch_once(
     return True
 
 
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}"
+def describe(exc: BaseException) -> str:
+    """Why the model is not loaded, as /healthz/ready and the log say it."""
+    if isinstance(exc, NothingToServe | RegistryError):
+        return short(exc)  # our own messages say what happened
+    return f"{type(exc).__name__}: {short(exc)}"

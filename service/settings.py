@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from mlkube.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
-
-LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+from mlkube.core.settings import LoggingSettings, ModelSettings
 
 
-class Settings(BaseSettings):
+class Settings(ModelSettings, LoggingSettings):
     """Each field's alias is its env var. Unknown env vars are ignored."""
 
-    model_config = SettingsConfigDict(
-        populate_by_name=True, protected_namespaces=(), extra="ignore", frozen=True
-    )
-
-    tracking_uri: str = Field(
-        "http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI", min_length=1,
-        description="MLflow tracking server (the model registry)",
-    )  # fmt: skip
-    model_name: str = Field(DEFAULT_MODEL_NAME, alias="MODEL_NAME", min_length=1)
-    model_alias: str = Field(DEFAULT_ALIAS, alias="MODEL_ALIAS", min_length=1)
+    model_config = SettingsConfigDict(frozen=True)
     model_version: str | None = Field(
         None, alias="MODEL_VERSION", pattern=r"^[1-9][0-9]*$",
         description="load exactly this version (pinned by the rollout operator); unset: follow "
@@ -54,12 +42,6 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(
         1024, alias="SERVE_BATCH_MAX_ROWS", ge=1, description="rows per batched predict call"
     )
-    log_level: LogLevel = Field("info", alias="LOG_LEVEL")
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
 
     @property
     def model_uri_description(self) -> str:

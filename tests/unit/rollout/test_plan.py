@@ -8,8 +8,10 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from mlkube.core import deployment as readers
+from mlkube.core.deployment import Phase
 from rollout import plan
-from rollout.plan import AliasTarget, Kind, Phase
+from rollout.plan import AliasTarget, Kind
 
 MODEL = "iris-classifier"
 
@@ -86,7 +88,7 @@ def apply(body: dict[str, Any], action: plan.Action) -> dict[str, Any]:
 
 
 def env_version(body: dict[str, Any]) -> str | None:
-    return plan.pinned_version(body)
+    return readers.pinned_version(body)
 
 
 # -- reading a Deployment ----------------------------------------------------------------------
@@ -119,17 +121,17 @@ def test_serving_container_is_the_one_with_the_model_env() -> None:
     body = deployment()
     containers = body["spec"]["template"]["spec"]["containers"]
     containers.reverse()  # the sidecar first
-    assert plan.serving_containers(body) == [1]
+    assert readers.serving_containers(body) == [1]
     containers[1]["env"] = []  # no MODEL_* env anywhere: the first container
-    assert plan.serving_containers(body) == [0]
+    assert readers.serving_containers(body) == [0]
 
 
 def test_pinned_version_prefers_env_then_annotation() -> None:
-    assert plan.pinned_version(deployment("5")) == "5"
+    assert readers.pinned_version(deployment("5")) == "5"
     body = deployment(None)
-    assert plan.pinned_version(body) is None
+    assert readers.pinned_version(body) is None
     body["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] = "4"
-    assert plan.pinned_version(body) == "4"
+    assert readers.pinned_version(body) == "4"
 
 
 @pytest.mark.parametrize(
@@ -137,13 +139,13 @@ def test_pinned_version_prefers_env_then_annotation() -> None:
     [("complete", Phase.COMPLETE), ("progressing", Phase.PROGRESSING), ("failed", Phase.FAILED)],
 )
 def test_rollout_phase_reads_status_like_kubectl(rollout: str, phase: Phase) -> None:
-    assert plan.rollout_phase(deployment(rollout=rollout)) is phase
+    assert readers.rollout_phase(deployment(rollout=rollout)) is phase
 
 
 def test_rollout_phase_waits_for_the_controller_to_observe_the_change() -> None:
     body = deployment(rollout="failed")
     body["metadata"]["generation"] = 5  # our patch; the old status is about generation 4
-    assert plan.rollout_phase(body) is Phase.PROGRESSING
+    assert readers.rollout_phase(body) is Phase.PROGRESSING
 
 
 # -- deciding ---------------------------------------------------------------------------------
@@ -163,7 +165,7 @@ def test_new_alias_version_patches_only_the_pin() -> None:
     assert (action.version, action.previous) == ("2", "1")
     after = apply(body, action)
 
-    assert plan.pinned_version(after) == "2"
+    assert readers.pinned_version(after) == "2"
     template = after["spec"]["template"]
     assert template["metadata"]["annotations"] == {
         "prometheus.io/scrape": "true",
@@ -264,7 +266,7 @@ def test_deadline_exceeded_restores_the_previous_version_even_without_registry()
     assert action.event is not None
     assert action.event.type == "Warning"
     after = apply(body, action)
-    assert plan.pinned_version(after) == "1"
+    assert readers.pinned_version(after) == "1"
     assert after["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] == "1"
     assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "failed"
     assert after["metadata"]["annotations"]["mlkube.io/failed-model-version"] == "2"

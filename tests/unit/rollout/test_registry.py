@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mlkube.core.backoff import Backoff
 from mlkube.mlflow_server import free_port
 from rollout.registry import Registry, RegistryRefused, RegistryUnavailable
 
@@ -29,8 +30,7 @@ def test_unreachable_mlflow_backs_off_exponentially(monkeypatch: pytest.MonkeyPa
     errors: list[int] = []
     registry = Registry(
         f"http://127.0.0.1:{free_port()}",  # nothing listens: connection refused
-        base_delay=2.0,
-        max_delay=5.0,
+        backoff=Backoff(first=2.0, cap=5.0),
         on_error=lambda: errors.append(1),
         clock=clock,
     )
@@ -162,7 +162,10 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubMlflow]:
 def registry_for(stub: StubMlflow, errors: list[int]) -> tuple[Registry, Clock]:
     clock = Clock()
     registry = Registry(
-        stub.uri, base_delay=2.0, max_delay=8.0, on_error=lambda: errors.append(1), clock=clock
+        stub.uri,
+        backoff=Backoff(first=2.0, cap=8.0),
+        on_error=lambda: errors.append(1),
+        clock=clock,
     )
     return registry, clock
 

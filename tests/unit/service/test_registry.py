@@ -9,8 +9,10 @@ import pytest
 from mlkube.mlflow_server import free_port
 from service.errors import ModelNotLoaded
 from service.model import LoadedModel
-from service.registry import MAX_RETRY_SECONDS, ModelStore, keep_loaded
+from service.registry import LOAD_BACKOFF, ModelStore, keep_loaded
 from service.settings import Settings
+
+MAX_RETRY_SECONDS = LOAD_BACKOFF.cap
 
 
 async def test_retries_with_capped_backoff_until_cancelled() -> None:

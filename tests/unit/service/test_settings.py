@@ -36,7 +36,7 @@ def test_read_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.model_uri_description == "models:/iris-classifier/7"
     assert s.batching is False
-    assert s.log_level == "warning"
+    assert s.log_level == "WARNING"  # one accepted form for every component: upper case
 
 
 @pytest.mark.parametrize(

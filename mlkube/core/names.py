@@ -11,5 +11,9 @@ ANNOTATION_MODEL_ALIAS = f"{PREFIX}/model-alias"
 ANNOTATION_MODEL_VERSION = f"{PREFIX}/model-version"
 ANNOTATION_PREVIOUS_MODEL_VERSION = f"{PREFIX}/previous-model-version"
 
+# The serving container's env vars the operator reads and pins (the chart sets them).
+ENV_MODEL_VERSION = "MODEL_VERSION"
+ENV_MODEL_NAME = "MODEL_NAME"
+
 # Tags written to MLflow runs and model versions.
 TAG_PREFIX = "mlkube"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from mlkube.retry import with_backoff
+from mlkube.core.backoff import with_backoff
 
 
 def is_http(uri: str) -> bool:
