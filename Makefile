@@ -13,6 +13,10 @@ RELEASE ?= mlkube
 # Image tag; empty = the chart appVersion (on kind plus the image id, so a rebuilt image rolls its pods).
 IMG_TAG ?=
 IMAGE_REGISTRY ?=
+# Builds with docker if its daemon answers, else podman; BASE_IMAGE empty: python:3.11-slim, or
+# the local Debian base (images/local-base.sh) when that cannot be pulled.
+CONTAINER_ENGINE ?=
+BASE_IMAGE ?=
 VALUES ?=
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 8080
@@ -39,7 +43,7 @@ up: venv ## Run MLflow, one training run and the model server on this machine (C
 	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT) --state-dir $(STATE_DIR)
 
 .PHONY: test
-test: venv tools ## Run every test: unit, integration (real MLflow + uvicorn), charts, workflows
+test: venv tools ## Run every test: unit, integration (real MLflow + uvicorn), charts, workflows, containers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Development
@@ -51,6 +55,10 @@ ifeq ($(origin ENV),command line)
 else
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} $(PY) -m jobs.train --trigger manual
 endif
+
+.PHONY: test-containers
+test-containers: venv tools ## Build the four images and run them as the chart runs them (Docker or Podman)
+	$(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
 .PHONY: test-flaky
 test-flaky: venv ## Run the integration tests FLAKY_COUNT (3) times over with every core kept busy
@@ -71,7 +79,7 @@ fmt: venv ## Format the code with ruff
 .PHONY: bench
 bench: venv ## Benchmark the model server against `mlflow models serve` and a bare uvicorn ceiling (needs wrk)
 	@command -v wrk >/dev/null || { echo "wrk is missing: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)"; exit 1; }
-	$(PY) -m service.bench
+	$(PY) -m bench.serve
 
 .PHONY: clean
 clean: ## Remove the local state (.mlkube), caches and the venv
@@ -83,14 +91,15 @@ DEPLOY = $(PY) -m mlkube.deploy
 DEPLOY_ARGS = --env $(ENV) --cluster $(KIND_CLUSTER) --namespace $(NAMESPACE) --release $(RELEASE)
 # PLATFORM (e.g. linux/arm64 for Graviton nodes): build with buildx for it and push.
 IMAGE_ARGS = $(if $(IMG_TAG),--tag $(IMG_TAG)) $(if $(IMAGE_REGISTRY),--registry $(IMAGE_REGISTRY)) \
-	$(if $(PLATFORM),--platform $(PLATFORM))
+	$(if $(PLATFORM),--platform $(PLATFORM)) $(if $(CONTAINER_ENGINE),--engine $(CONTAINER_ENGINE)) \
+	$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
 .PHONY: deploy
 deploy: venv ## Cluster, images, Helm release, first training (ENV=eks: IMAGE_REGISTRY=..., VALUES=file)
 	$(DEPLOY) deploy $(DEPLOY_ARGS) $(IMAGE_ARGS) $(if $(VALUES),--values $(VALUES))
 
 .PHONY: images
-images: venv ## Build the mlkube-{mlflow,train,serve,rollout} images from images/Dockerfile
+images: venv ## Build the mlkube-{mlflow,train,serve,rollout} images with Docker or Podman, print their sizes
 	$(DEPLOY) images $(DEPLOY_ARGS) $(IMAGE_ARGS)
 
 .PHONY: ui
@@ -126,10 +135,34 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 venv: $(VENV)/.installed ## Create .venv with the pinned Python packages
 
 .PHONY: lock
-lock: ## Re-pin requirements.txt from pyproject.toml
+lock: ## Re-pin requirements.txt from pyproject.toml, and each image's lock (same versions, hashed)
 	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv; }
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header --no-annotate -o requirements.txt
+	for extra in server train serve rollout; do \
+		$(VENV)/bin/uv pip compile pyproject.toml --extra $$extra -c requirements.txt --python-version 3.11 \
+			--no-header --no-annotate --generate-hashes -q -o images/requirements/$$extra.txt; \
+	done
 
 .PHONY: tools
 tools: ## Install pinned helm, kubectl, actionlint, hadolint and checkov into ./bin
 	scripts/install-tools.sh helm kubectl actionlint hadolint checkov
+
+##@ Local cluster
+
+# A single-node Kubernetes made of host processes (hack/cluster/): etcd, the
+# control plane, containerd + runc, kubelet, CNI bridge, kube-proxy, CoreDNS.
+# Binaries are built once into $(MLKUBE_CLUSTER_CACHE) (default
+# /var/cache/mlkube-cluster); needs root. NODE=kwok: a fake node (control plane only).
+CLUSTER := $(PYTHON) hack/cluster/cluster.py
+
+.PHONY: cluster-up
+cluster-up: ## Start the local cluster and import the mlkube images (kubeconfig: /var/tmp/mlkube-cluster/kubeconfig)
+	$(if $(NODE),MLKUBE_CLUSTER_NODE=$(NODE)) $(CLUSTER) up
+
+.PHONY: cluster-images
+cluster-images: ## Import the images from `make images` into the local cluster's node
+	$(CLUSTER) images
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove everything it made (processes, mounts, iptables, bridge)
+	$(CLUSTER) down

@@ -1,6 +1,6 @@
 """``make bench``: this server against ``mlflow models serve`` and a bare uvicorn ceiling.
 
-    python -m service.bench [--duration 10] [--quick] [--markdown results.md]
+    python -m bench.serve [--duration 10] [--quick] [--markdown results.md]
 
 On one registered model (trained here into a throwaway MLflow server unless ``--tracking-uri``
 and ``--model-name`` are given) it starts, one after the other: (a) this service, (a') this
@@ -341,7 +341,7 @@ def report(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m service.bench", description=__doc__.split("\n\n")[1] if __doc__ else None
+        prog="python -m bench.serve", description=__doc__.split("\n\n")[1] if __doc__ else None
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument(
@@ -458,7 +458,7 @@ def run_all(
     port = free_port()
     plan.append((Server(
         "bare",
-        [python, "-m", "uvicorn", "service.bench_ceiling:app", "--host", "127.0.0.1",
+        [python, "-m", "uvicorn", "bench.ceiling:app", "--host", "127.0.0.1",
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
          "--log-level", "warning"],
         env, "/ping",

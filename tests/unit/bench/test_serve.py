@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from service import bench
-from service.bench import SCENARIOS, Load, ServerResult, median_load, peak_rss_mb, report
+from bench import serve as bench
+from bench.serve import SCENARIOS, Load, ServerResult, median_load, peak_rss_mb, report
 
 
 def result(name: str, rps: float, p50: float, p99: float, cold: float, rss: float) -> ServerResult:

@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): development tools, never installed into an image."""
