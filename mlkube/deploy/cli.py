@@ -12,31 +12,23 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mlkube.deploy import e2e
+from mlkube.deploy.console import Console
+from mlkube.deploy.context import Ctx
+from mlkube.deploy.diagnostics import dump_diagnostics
 from mlkube.deploy.helm import Helm, PyHelm3
-from mlkube.deploy.options import ENVS, Options, check_release_tag
-from mlkube.deploy.runner import Commands, Console, Step, SubprocessCommands, run_steps
-from mlkube.deploy.steps import (
-    Ctx,
-    plan_deploy,
-    plan_destroy,
-    plan_images,
-    plan_predict,
-    plan_status,
-    plan_train,
-    plan_ui,
+from mlkube.deploy.options import (
+    DEFAULT_BASE_IMAGE,
+    ENGINES,
+    ENVS,
+    LOCAL_BASE_IMAGE,
+    Options,
+    check_release_tag,
 )
+from mlkube.deploy.plans import PLANNERS
+from mlkube.deploy.runner import run_steps
+from mlkube.deploy.shell import Commands, SubprocessCommands
 
-PLANNERS: dict[str, Callable[[Options], list[Step]]] = {
-    "deploy": plan_deploy,
-    "images": plan_images,
-    "destroy": plan_destroy,
-    "ui": plan_ui,
-    "predict": plan_predict,
-    "status": plan_status,
-    "train": plan_train,
-    "e2e": e2e.plan_e2e,
-}
-TOOLS = ("docker", "kind", "kubectl", "helm", "pgrep")
+TOOLS = ("docker", "podman", "kind", "kubectl", "helm", "pgrep")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -145,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="build for this platform with buildx and push (e.g. linux/arm64)",
     )
+    images.add_argument(
+        "--engine",
+        choices=("auto", *ENGINES),
+        default=os.environ.get("CONTAINER_ENGINE") or "auto",
+        help="container engine that builds the images (make: CONTAINER_ENGINE; default auto: "
+        "docker if its daemon answers, else podman)",
+    )
+    images.add_argument(
+        "--base-image",
+        default="",
+        help="the Python base image (make: BASE_IMAGE; default: "
+        f"{DEFAULT_BASE_IMAGE}, or {LOCAL_BASE_IMAGE} built by images/local-base.sh "
+        "when that cannot be pulled)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="python -m mlkube.deploy",
@@ -223,6 +229,8 @@ def options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> O
         train=not getattr(args, "no_train", False),
         timeout=args.timeout,
         platform=getattr(args, "platform", ""),
+        engine="" if getattr(args, "engine", "auto") == "auto" else args.engine,
+        base_image=getattr(args, "base_image", ""),
         port=getattr(args, "port", 5000),
         yes=getattr(args, "yes", False),
         artifacts=getattr(args, "artifacts", None),
@@ -260,9 +268,8 @@ def main(
     )
     steps = PLANNERS[args.command](opts)
     if args.command == "e2e":
-        ctx.failure_hook = e2e.dump_diagnostics
         try:
-            code = run_steps(steps, ctx)
+            code = run_steps(steps, ctx, on_failure=dump_diagnostics)
         finally:
             e2e.run_cleanups(ctx)
         if code == 0:

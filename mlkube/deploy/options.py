@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +13,13 @@ ENVS: tuple[Env, ...] = ("kind", "eks")
 
 # Build targets of images/Dockerfile, and the image each becomes (the contract with images/).
 COMPONENTS = ("mlflow", "train", "serve", "rollout")
+
+# Container engines that build the images, in the order `auto` tries them.
+ENGINES = ("docker", "podman")
+# The Dockerfile's default base (ARG PYTHON_IMAGE), and the one images/local-base.sh builds when
+# that cannot be pulled (no registry, an air-gapped network, a mirror that lacks it).
+DEFAULT_BASE_IMAGE = "python:3.11.17-slim-bookworm"
+LOCAL_BASE_IMAGE = "mlkube-python-base:3.11-bookworm"
 
 # cloud-provider-kind implements LoadBalancer Services and Ingress for kind clusters. It runs
 # outside the cluster; we run its published image as a container next to the kind nodes.
@@ -31,13 +38,15 @@ class Options:
     cluster: str = "mlkube"
     namespace: str = "mlkube"
     release: str = "mlkube"
-    tag: str = ""  # empty: the chart's appVersion (plus the image id on kind, see steps)
+    tag: str = ""  # empty: the chart's appVersion (plus the image id on kind, see images.py)
     registry: str = ""  # IMAGE_REGISTRY: where EKS pulls from
     values: tuple[Path, ...] = ()  # the user's overrides, applied last
     build: bool = True
     train: bool = True
     timeout: float = 600.0
     platform: str = ""  # e.g. linux/arm64 for Graviton nodes: built with buildx and pushed
+    engine: str = ""  # docker or podman; empty: docker if its daemon answers, else podman
+    base_image: str = ""  # PYTHON_IMAGE; empty: the Dockerfile's, else the local Debian base
     port: int = 5000  # local port of `ui`
     yes: bool = False  # `destroy` on EKS removes a real release: must be asked for
     artifacts: Path | None = None  # where `e2e` writes its diagnostics on failure
@@ -49,6 +58,10 @@ class Options:
     @property
     def dockerfile(self) -> Path:
         return self.repo / "images" / "Dockerfile"
+
+    @property
+    def local_base_script(self) -> Path:
+        return self.repo / "images" / "local-base.sh"
 
     @property
     def kind_config(self) -> Path:
@@ -127,14 +140,3 @@ def load_values(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"values file {path} must hold a YAML mapping, not {type(data).__name__}")
     return data
-
-
-@dataclass
-class State:
-    """What steps learn and later steps use."""
-
-    context: str = ""
-    images: list[Image] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)
-    ingress_url: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

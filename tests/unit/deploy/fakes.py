@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import Any
 
 import yaml
 
+from mlkube.deploy.console import Console
+from mlkube.deploy.context import Ctx
 from mlkube.deploy.helm import Revision
 from mlkube.deploy.options import Options
-from mlkube.deploy.runner import CommandError, Console, Result
-from mlkube.deploy.steps import Ctx
+from mlkube.deploy.shell import CommandError, Result
 
 Answer = Result | Callable[[list[str]], Result]
 
@@ -49,6 +51,22 @@ def normalize(argv: Sequence[str]) -> tuple[list[str], str | None]:
 
 def split(prefix: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(word for part in prefix for word in part.split(" "))
+
+
+def option(call: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag`` in a recorded command (``--name x`` or ``--name=x``), wherever it
+    stands: tests check what a command asks for, not the order of its flags."""
+    for i, word in enumerate(call):
+        if word == flag and i + 1 < len(call):
+            return call[i + 1]
+        if word.startswith(flag + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def steps_run(console: str) -> list[str]:
+    """The titles of the steps the user saw start, in order."""
+    return re.findall(r"^==> \[\d+/\d+\] (.*)$", console, re.M)
 
 
 @dataclass
@@ -299,7 +317,10 @@ def deployment(
     labels: dict[str, str] | None = None,
     generation: int = 1,
 ) -> dict[str, Any]:
+    # Pinned as the operator pins: the serving container's MODEL_VERSION and the annotation.
     annotations = {"mlkube.io/model-version": version} if version else {}
+    env = [{"name": "MODEL_NAME", "value": "iris-classifier"}]
+    env += [{"name": "MODEL_VERSION", "value": version}] if version else []
     return {
         "metadata": {"name": name, "generation": generation, "labels": labels or {}},
         "spec": {
@@ -310,7 +331,10 @@ def deployment(
                     "app.kubernetes.io/instance": "mlkube",
                 }
             },
-            "template": {"metadata": {"annotations": annotations}},
+            "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"containers": [{"name": "serve", "env": env}]},
+            },
         },
         "status": {
             "observedGeneration": generation,

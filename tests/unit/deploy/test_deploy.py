@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ import yaml
 
 from mlkube.deploy.helm import HelmError, Revision
 from mlkube.deploy.options import CLOUD_PROVIDER_KIND_IMAGE, Options
-from mlkube.deploy.runner import Result, run_steps
-from mlkube.deploy.steps import plan_deploy
+from mlkube.deploy.plans import plan_deploy
+from mlkube.deploy.runner import run_steps
+from mlkube.deploy.shell import Result
 from tests.unit.deploy.fakes import (
     INSTANCE,
     FakeCommands,
@@ -27,6 +29,8 @@ from tests.unit.deploy.fakes import (
     make_ctx,
     obj,
     ok,
+    option,
+    steps_run,
 )
 
 MLFLOW_SEL = f"{INSTANCE},app.kubernetes.io/component=mlflow"
@@ -106,22 +110,50 @@ def ready_http() -> FakeHttp:
     return FakeHttp().on("GET", "/healthz/ready", (200, {"status": "ready"}))
 
 
-def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) -> None:
-    # The chart's own first-run hook is off here, so the deploy trains (see the next test).
+@dataclass
+class Deployed:
+    cmds: FakeCommands
+    helm: FakeHelm
+    http: FakeHttp
+    text: str  # what the user read
+
+
+def first_kind_deploy(repo: Path, tmp_path: Path) -> Deployed:
+    """`make deploy` on a machine without the cluster. The chart's own first-run hook is off
+    (the user's values), so the deploy trains (see the hook test below)."""
     mine = tmp_path / "mine.yaml"
     mine.write_text(yaml.safe_dump({"training": {"firstRun": {"enabled": False}}}))
     cmds, helm, http = kind_world(), FakeHelm(), ready_http()
     ctx, out, _ = make_ctx(Options(repo=repo, values=(mine,)), cmds, helm, http=http)
-
     assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
+    return Deployed(cmds, helm, http, out.getvalue())
 
-    # The cluster comes first, then Ingress, images, the release, MLflow, training, the rest.
+
+def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) -> None:
+    run = first_kind_deploy(repo, tmp_path)
+
+    assert steps_run(run.text) == [
+        "Checking docker, kind, kubectl, helm",
+        "kind cluster mlkube",
+        "Ingress through cloud-provider-kind",
+        "Building images",
+        "Loading images into kind",
+        "helm upgrade --install mlkube",
+        "Waiting for MLflow",
+        "First training (a Job from the CronJob)",
+        "Waiting for every Deployment",
+        "Waiting for the Ingress",
+        "Next commands",
+    ]
+    assert run.text.count("    ok (") == 11
+    # What each step did happened in that order too.
+    cmds = run.cmds
     order = [
         cmds.index("docker", "info"),
         cmds.index("kind", "create", "cluster"),
-        cmds.index("kubectl", "label", "node/mlkube-control-plane"),
-        cmds.index("docker", "run", "-d", "--name", "mlkube-cloud-provider-kind"),
-        cmds.index("kubectl", "get", "ingressclass", "cloud-provider-kind"),
+        cmds.index("kubectl", "label"),
+        cmds.index("docker", "run"),
+        cmds.index("kubectl", "get", "ingressclass"),
         cmds.index("docker", "build"),
         cmds.index("kind", "load", "docker-image"),
         cmds.index("kubectl", "rollout", "status", "deployment/mlkube-mlflow"),
@@ -130,54 +162,70 @@ def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) 
         cmds.index("kubectl", "get", "ingress", "mlkube-serving"),
     ]
     assert order == sorted(order)
-    assert cmds.ran("kind", "create", "cluster") == [
-        [
-            "kind",
-            "create",
-            "cluster",
-            "--name",
-            "mlkube",
-            "--config",
-            str(repo / "deploy" / "kind-config.yaml"),
-            "--wait",
-            "180s",
-        ]
-    ]
-    assert cmds.ran("kubectl", "label") == [
-        [
-            "kubectl",
-            "label",
-            "node/mlkube-control-plane",
-            "node.kubernetes.io/exclude-from-external-load-balancers-",
-        ]
-    ]
-    run = cmds.ran("docker", "run")[0]
-    assert run[-1] == CLOUD_PROVIDER_KIND_IMAGE  # no port mapping needed on Linux
-    assert ["--network", "kind"] == run[run.index("--network") : run.index("--network") + 2]
 
-    # Four targets from one Dockerfile, each retagged with its content id, all loaded into kind.
+
+def test_kind_first_deploy_creates_the_cluster_and_its_ingress(repo: Path, tmp_path: Path) -> None:
+    run = first_kind_deploy(repo, tmp_path)
+    cmds = run.cmds
+
+    [create] = cmds.ran("kind", "create", "cluster")
+    assert option(create, "--name") == "mlkube"
+    assert option(create, "--config") == str(repo / "deploy" / "kind-config.yaml")
+    assert "creating kind cluster mlkube from kind-config.yaml" in run.text
+    # The single node takes load-balancer traffic: kubeadm's exclusion label is removed.
+    [label] = cmds.ran("kubectl", "label")
+    assert "node/mlkube-control-plane" in label
+    assert "node.kubernetes.io/exclude-from-external-load-balancers-" in label
+    # cloud-provider-kind runs next to the nodes, on their network; no port mapping on Linux.
+    [provider] = cmds.ran("docker", "run")
+    assert option(provider, "--name") == "mlkube-cloud-provider-kind"
+    assert option(provider, "--network") == "kind"
+    assert CLOUD_PROVIDER_KIND_IMAGE in provider
+    assert "--enable-lb-port-mapping" not in provider
+    assert f"cloud-provider-kind: started container {CLOUD_PROVIDER_KIND_IMAGE}" in run.text
+    assert "IngressClass cloud-provider-kind ready" in run.text
+    # Every kubectl call names the kind context explicitly.
+    kubectl_contexts = {
+        c
+        for w, c in zip(cmds.calls, cmds.contexts, strict=True)
+        if w[0] == "kubectl" and w[1] != "config"
+    }
+    assert kubectl_contexts == {"kind-mlkube"}
+
+
+def test_kind_first_deploy_builds_four_images_and_loads_them(repo: Path, tmp_path: Path) -> None:
+    run = first_kind_deploy(repo, tmp_path)
+    cmds = run.cmds
+
+    # Four targets from one Dockerfile, on the official base (the fake has every image, so no
+    # local base is built), each retagged with its content id so only changed pods roll.
     builds = cmds.ran("docker", "build")
-    assert [b[b.index("--target") + 1] for b in builds] == ["mlflow", "train", "serve", "rollout"]
-    assert builds[2] == [
-        "docker",
-        "build",
-        "--target",
-        "serve",
-        "-f",
-        str(repo / "images" / "Dockerfile"),
-        "-t",
-        "mlkube-serve:0.1.0",
-        str(repo),
+    assert [option(b, "--target") for b in builds] == ["mlflow", "train", "serve", "rollout"]
+    assert {option(b, "-f") for b in builds} == {str(repo / "images" / "Dockerfile")}
+    assert {b[-1] for b in builds} == {str(repo)}  # the build context
+    assert {option(b, "--build-arg") for b in builds} == {
+        "PYTHON_IMAGE=python:3.11.17-slim-bookworm"
+    }
+    assert not cmds.ran("local-base.sh")
+    built = [
+        f"mlkube-{c}:0.1.0-{short_id(f'mlkube-{c}:0.1.0')}"
+        for c in ("mlflow", "train", "serve", "rollout")
     ]
-    serve_tag = f"0.1.0-{short_id('mlkube-serve:0.1.0')}"
-    assert ["docker", "tag", "mlkube-serve:0.1.0", f"mlkube-serve:{serve_tag}"] in cmds.calls
-    load = cmds.ran("kind", "load", "docker-image")[0]
-    assert load[:5] == ["kind", "load", "docker-image", "--name", "mlkube"]
-    assert f"mlkube-serve:{serve_tag}" in load
-    assert len(load) == 9
+    assert "building mlkube-serve:0.1.0 (target serve, docker)" in run.text
+    for ref in built:
+        assert f"built {ref} (" in run.text
+    # Exactly those go into the kind node.
+    [load] = cmds.ran("kind", "load", "docker-image")
+    assert option(load, "--name") == "mlkube"
+    assert sorted(w for w in load if w.startswith("mlkube-")) == sorted(built)
+    assert "loaded 4 images into kind cluster mlkube" in run.text
+
+
+def test_kind_first_deploy_installs_the_chart_with_our_images(repo: Path, tmp_path: Path) -> None:
+    run = first_kind_deploy(repo, tmp_path)
 
     # One Helm call: the kind values, our images, no --wait (the model does not exist yet).
-    [(name, call)] = helm.calls
+    [(name, call)] = run.helm.calls
     assert name == "upgrade_install"
     assert call["release"] == "mlkube"
     assert call["chart"] == repo / "charts" / "mlkube"
@@ -188,42 +236,34 @@ def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) 
     assert call["timeout"] == "600s"  # hooks (first training) are awaited within it
     values = call["values"]
     assert values["serving"]["replicas"] == 2  # from values-kind.yaml
+    serve_tag = f"0.1.0-{short_id('mlkube-serve:0.1.0')}"
     assert values["serving"]["image"] == {"repository": "mlkube-serve", "tag": serve_tag}
     assert values["image"] == {"pullPolicy": "IfNotPresent"}  # no registry on kind
     assert values["training"]["image"]["repository"] == "mlkube-train"
+    assert "release mlkube revision 1: deployed" in run.text
+
+
+def test_kind_first_deploy_trains_once_and_says_what_next(repo: Path, tmp_path: Path) -> None:
+    run = first_kind_deploy(repo, tmp_path)
+    cmds = run.cmds
 
     # The first training is a Job made from the CronJob, created as a manual run.
-    assert cmds.ran("kubectl", "create", "job") == [
-        [
-            "kubectl",
-            "create",
-            "job",
-            "mlkube-training-manual-20260101000000",
-            "--from=cronjob/mlkube-training",
-            "-n",
-            "mlkube",
-            "--dry-run=client",
-            "-o",
-            "json",
-        ]
-    ]
+    job = "mlkube-training-manual-20260101000000"
+    [dry_run] = cmds.ran("kubectl", "create", "job")
+    assert dry_run[3] == job
+    assert option(dry_run, "--from") == "cronjob/mlkube-training"
+    assert option(dry_run, "--dry-run") == "client"
     created = json.loads(cmds.input_of("kubectl", "create", "-n", "mlkube", "-f", "-"))
     [train] = created["spec"]["template"]["spec"]["containers"]
     assert {e["name"]: e["value"] for e in train["env"]}["TRAIN_TRIGGER"] == "manual"
-    # Every kubectl call names the kind context explicitly.
-    kubectl_contexts = {
-        c
-        for w, c in zip(cmds.calls, cmds.contexts, strict=True)
-        if w[0] == "kubectl" and w[1] != "config"
-    }
-    assert kubectl_contexts == {"kind-mlkube"}
-    assert http.requests[-1][:2] == ("GET", "http://172.18.0.5/healthz/ready")
-    text = out.getvalue()
-    assert "==> [1/11] Checking docker, kind, kubectl, helm" in text
-    assert "mlkube is up in namespace mlkube" in text
-    assert "curl -s -X POST http://172.18.0.5/invocations" in text
-    assert "make ui" in text
-    assert "make train ENV=kind" in text
+    assert f"job/{job} succeeded" in run.text
+    # The Ingress answers, and the summary says how to use it.
+    assert run.http.requests[-1][:2] == ("GET", "http://172.18.0.5/healthz/ready")
+    assert "serving answers through the Ingress at http://172.18.0.5" in run.text
+    assert "mlkube is up in namespace mlkube" in run.text
+    assert "curl -s -X POST http://172.18.0.5/invocations" in run.text
+    assert "make ui" in run.text
+    assert "make train ENV=kind" in run.text
 
 
 def test_first_install_leaves_the_first_training_to_the_charts_hook(repo: Path) -> None:
@@ -310,6 +350,7 @@ def test_eks_pushes_to_the_registry_and_layers_the_users_values(repo: Path, tmp_
     assert [s.key for s in plan_deploy(opts)] == [
         "tools",
         "context",
+        "engine",
         "build",
         "push",
         "release",

@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
-from mlkube.deploy import e2e
+from mlkube.deploy import e2e, replicas
+from mlkube.deploy.diagnostics import dump_diagnostics
+from mlkube.deploy.load import Load
 from mlkube.deploy.options import Options
-from mlkube.deploy.runner import StepFailed, run_steps
+from mlkube.deploy.plans import plan_e2e
+from mlkube.deploy.runner import run_steps
+from mlkube.deploy.shell import StepFailed
 from tests.unit.deploy.fakes import (
     INSTANCE,
     FakeCommands,
@@ -91,7 +95,7 @@ def world(
 
 
 def test_plan() -> None:
-    assert [s.key for s in e2e.plan_e2e(Options(repo=Path(".")))] == [
+    assert [s.key for s in plan_e2e(Options(repo=Path(".")))] == [
         "tools",
         "context",
         "discover",
@@ -108,7 +112,7 @@ def test_full_run(repo: Path) -> None:
     cmds, http = world()
     ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
     try:
-        code = run_steps(e2e.plan_e2e(ctx.opts), ctx)
+        code = run_steps(plan_e2e(ctx.opts), ctx)
     finally:
         e2e.run_cleanups(ctx)
     text = out.getvalue()
@@ -156,9 +160,8 @@ def test_a_failed_request_during_the_rollout_fails_and_dumps_everything(repo: Pa
     )
     artifacts = repo / "artifacts"
     ctx, out, _ = make_ctx(Options(repo=repo, artifacts=artifacts), cmds, http=http)
-    ctx.failure_hook = e2e.dump_diagnostics
     try:
-        code = run_steps(e2e.plan_e2e(ctx.opts), ctx)
+        code = run_steps(plan_e2e(ctx.opts), ctx, on_failure=dump_diagnostics)
     finally:
         e2e.run_cleanups(ctx)
     text = out.getvalue()
@@ -184,7 +187,7 @@ def test_a_replica_on_the_wrong_version_fails(repo: Path) -> None:
     http.on("GET", "/model", *[(200, {"version": v}) for v in ("1", "2", "1")])
     ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
     try:
-        code = run_steps(e2e.plan_e2e(ctx.opts), ctx)
+        code = run_steps(plan_e2e(ctx.opts), ctx)
     finally:
         e2e.run_cleanups(ctx)
     assert code == 1
@@ -198,7 +201,7 @@ def test_the_gate_refusing_fails(repo: Path) -> None:
     cmds.on("python", "-m", "jobs.promote", answer=ok("not promoted (no better than v2)\n"))
     ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
     try:
-        assert run_steps(e2e.plan_e2e(ctx.opts), ctx) == 1
+        assert run_steps(plan_e2e(ctx.opts), ctx) == 1
     finally:
         e2e.run_cleanups(ctx)
     assert f"the gate did not promote run {RUN_GOOD}" in out.getvalue()
@@ -215,10 +218,10 @@ def test_parse_train_output() -> None:
 
 
 def test_model_version_of() -> None:
-    assert e2e.model_version_of({"version": "3"}) == "3"
-    assert e2e.model_version_of({"model_version": 4}) == "4"
-    assert e2e.model_version_of({"model": {"version": 5}}) == "5"
-    assert e2e.model_version_of({"name": "x"}) is None
+    assert replicas.model_version_of({"version": "3"}) == "3"
+    assert replicas.model_version_of({"model_version": 4}) == "4"
+    assert replicas.model_version_of({"model": {"version": 5}}) == "5"
+    assert replicas.model_version_of({"name": "x"}) is None
 
 
 def test_load_is_bounded_and_counts_failures() -> None:
@@ -234,7 +237,7 @@ def test_load_is_bounded_and_counts_failures() -> None:
             raise ConnectionResetError("reset by peer")
         return 200 if n % 7 else 503
 
-    load = e2e.Load(send, workers=3, max_requests=40, pause=0.0).start()
+    load = Load(send, workers=3, max_requests=40, pause=0.0).start()
     assert load.wait_sent(40, timeout=10)
     report = load.stop()
     assert report.sent == 40 == calls  # never more than max_requests
@@ -244,6 +247,6 @@ def test_load_is_bounded_and_counts_failures() -> None:
 
 
 def test_load_stops_at_its_deadline() -> None:
-    load = e2e.Load(lambda: 200, max_requests=10**9, max_seconds=0.2, pause=0.01).start()
+    load = Load(lambda: 200, max_requests=10**9, max_seconds=0.2, pause=0.01).start()
     assert not load.wait_sent(10**9, timeout=5)  # the workers ended on their own
     assert 0 < load.stop().sent < 10**9

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from mlkube.deploy import kube
+from mlkube.core.names import LABEL_MODEL_NAME
+from mlkube.deploy import objects
 from mlkube.deploy.helm import HelmError, PyHelm3, merge_values
 from mlkube.deploy.options import COMPONENTS, INGRESS_CLASS_KIND, Image, load_values
-from mlkube.deploy.steps import first_run_hook, image_values
-from mlkube.names import LABEL_MODEL_NAME
+from mlkube.deploy.release import first_run_hook, image_values
 
 pytestmark = pytest.mark.charts
 
@@ -81,7 +81,7 @@ def test_every_mlkube_image_is_the_one_we_built(rendered: list[dict[str, Any]]) 
 
 
 def test_the_deploy_finds_what_it_looks_for(rendered: list[dict[str, Any]]) -> None:
-    # kube.serving_deployment: a Deployment of the release labelled with the model name.
+    # objects.serving_deployment: a Deployment of the release labelled with the model name.
     serving = [
         d
         for d in of_kind(rendered, "Deployment")
@@ -92,12 +92,12 @@ def test_the_deploy_finds_what_it_looks_for(rendered: list[dict[str, Any]]) -> N
         p["containerPort"] for c in pod_spec(serving[0])["containers"] for p in c.get("ports", [])
     }
     assert 8080 in ports  # e2e port-forwards each replica to 8080
-    # kube.mlflow_service / mlflow_deployment: component=mlflow, its port `http` (make ui, e2e).
+    # objects.mlflow_service / mlflow_deployment: component=mlflow, its port `http` (make ui, e2e).
     mlflow = {**INSTANCE, "app.kubernetes.io/component": "mlflow"}
     [svc] = [s for s in of_kind(rendered, "Service") if matches(s, mlflow)]
-    assert kube.service_port(svc) == 5000
+    assert objects.service_port(svc) == 5000
     assert [d for d in of_kind(rendered, "Deployment") if matches(d, mlflow)]
-    # kube.training_cronjob: the one CronJob of the release (make train ENV=...).
+    # objects.training_cronjob: the one CronJob of the release (make train ENV=...).
     assert len([c for c in of_kind(rendered, "CronJob") if matches(c, INSTANCE)]) == 1
     # find_ingress_url: the release's Ingress, served by cloud-provider-kind on kind.
     [ingress] = [i for i in of_kind(rendered, "Ingress") if matches(i, INSTANCE)]

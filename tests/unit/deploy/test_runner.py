@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from mlkube.deploy.console import Console
 from mlkube.deploy.options import Options
-from mlkube.deploy.runner import (
-    CommandError,
-    Console,
-    Step,
-    StepFailed,
-    SubprocessCommands,
-    run_steps,
-    show,
-)
+from mlkube.deploy.runner import Step, run_steps
+from mlkube.deploy.shell import CommandError, StepFailed, SubprocessCommands, show
 from tests.unit.deploy.fakes import FakeCommands, make_ctx
 
 
@@ -84,9 +78,8 @@ def test_run_steps_stops_at_the_first_failure_and_calls_the_hook(tmp_path: Path)
     steps = [Step("one", "One", ok_step), Step("two", "Two", bad_step, "ignored {ns}"),
              Step("three", "Three", never)]  # fmt: skip
     ctx, out, _ = make_ctx(Options(repo=tmp_path), FakeCommands())
-    ctx.failure_hook = lambda c, step: hooked.append(step.key)
 
-    assert run_steps(steps, ctx) == 1
+    assert run_steps(steps, ctx, on_failure=lambda c, step: hooked.append(step.key)) == 1
 
     assert ran == ["one", "two"]
     assert hooked == ["two"]

@@ -1,32 +1,25 @@
-"""The other commands (destroy, ui, predict, status, train, images, check-tag), the CLI's
-validation, tool discovery, and the pure helpers."""
+"""The commands that act on a deployment (destroy, ui, predict, status, train) against fakes,
+and the pure helpers under them. (The CLI's own tests: test_cli.py.)"""
 
 from __future__ import annotations
 
 import http.server
 import json
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mlkube.deploy import cli, kube
+from mlkube.deploy import objects
+from mlkube.deploy.context import urllib_http
 from mlkube.deploy.helm import Revision, merge_values
 from mlkube.deploy.options import Options
-from mlkube.deploy.runner import StepFailed, run_steps
-from mlkube.deploy.steps import (
-    mark_manual,
-    plan_destroy,
-    plan_predict,
-    plan_status,
-    plan_train,
-    plan_ui,
-    urllib_http,
-)
+from mlkube.deploy.plans import plan_destroy, plan_predict, plan_status, plan_train, plan_ui
+from mlkube.deploy.runner import run_steps
+from mlkube.deploy.shell import StepFailed
+from mlkube.deploy.training import mark_manual
 from tests.unit.deploy.fakes import (
-    ALL_TOOLS,
     INSTANCE,
     TRAINING_ENV,
     FakeCommands,
@@ -61,19 +54,9 @@ def test_merge_values_follows_helm() -> None:
 # --- pure cluster helpers ------------------------------------------------------------------
 
 
-def test_deployment_available_needs_every_replica_updated_and_no_old_pods() -> None:
-    assert kube.deployment_available(deployment("d", replicas=2))
-    assert not kube.deployment_available(deployment("d", replicas=2, updated=1))
-    assert not kube.deployment_available(deployment("d", replicas=2, available=1))
-    assert not kube.deployment_available(deployment("d", replicas=2, current=3))  # old pod left
-    stale = deployment("d", generation=2)
-    stale["status"]["observedGeneration"] = 1
-    assert not kube.deployment_available(stale)
-
-
 def test_ingress_address_and_published_port() -> None:
-    assert kube.ingress_address(ingress(ip="10.0.0.1")) == "10.0.0.1"
-    assert kube.ingress_address(
+    assert objects.ingress_address(ingress(ip="10.0.0.1")) == "10.0.0.1"
+    assert objects.ingress_address(
         {
             "status": {
                 "loadBalancer": {
@@ -82,75 +65,10 @@ def test_ingress_address_and_published_port() -> None:
             }
         }
     ) == ("k8s-mlkube-abc.eu-west-1.elb.amazonaws.com")
-    assert kube.ingress_address(ingress(ip=None)) is None
-    assert kube.published_port("0.0.0.0:42381->80/tcp, [::]:42381->80/tcp", 80) == 42381
-    assert kube.published_port("0.0.0.0:5000->10000/tcp", 80) is None
-    assert kube.published_port("", 80) is None
-
-
-# --- CLI -----------------------------------------------------------------------------------
-
-
-def test_eks_needs_a_registry(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["deploy", "--env", "eks", "--repo", str(repo)], cmds=FakeCommands())
-    assert exc.value.code == 2
-    assert "--registry (IMAGE_REGISTRY) is required with --env eks" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["deploy", "--namespace", "Bad_NS"], "--namespace 'Bad_NS': lower-case letters"),
-        (["deploy", "--values", "/nope.yaml"], "--values /nope.yaml: no such file"),
-        (["ui", "--port", "70000"], "--port '70000': a number from 1 to 65535"),
-        (["train", "--timeout", "0"], "--timeout '0': a positive number"),
-        (["deploy", "--env", "gke"], "argument --env: invalid choice: 'gke'"),
-        (["images", "--platform", "linux/arm64"], "--platform (PLATFORM) builds with buildx"),
-    ],
-)
-def test_bad_flags_are_named(
-    repo: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main([*argv, "--repo", str(repo)], cmds=FakeCommands())
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_main_runs_the_planned_steps(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cmds = FakeCommands().on("kind", "get", "clusters", answer=ok("mlkube\n"))
-    code = cli.main(
-        ["destroy", "--repo", str(repo), "--cluster", "mlkube"],
-        cmds=cmds,
-        helm=FakeHelm(),
-        tools=ALL_TOOLS,
-    )
-    assert code == 0, capsys.readouterr().out
-    assert cmds.ran("kind", "delete", "cluster") == [
-        ["kind", "delete", "cluster", "--name", "mlkube"]
-    ]
-
-
-def test_check_tag(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check-tag", "--tag", "v0.1.0", "--repo", str(repo)]) == 0
-    assert "matches the chart's appVersion 0.1.0" in capsys.readouterr().out
-    assert cli.main(["check-tag", "--tag", "v0.2.0", "--repo", str(repo)]) == 1
-    assert "tag 'v0.2.0' does not match the chart's appVersion '0.1.0'" in capsys.readouterr().err
-
-
-def test_find_tools_prefers_the_users_own(tmp_path: Path) -> None:
-    repo, user = tmp_path / "repo", tmp_path / "user"
-    (repo / "bin").mkdir(parents=True)
-    user.mkdir()
-    for path in (repo / "bin" / "helm", repo / "bin" / "kubectl", user / "kubectl"):
-        path.write_text("#!/bin/sh\n")
-        path.chmod(0o755)
-    # The Makefile puts ./bin first on PATH; the user's kubectl still wins.
-    found = cli.find_tools(repo, path=os.pathsep.join([str(repo / "bin"), str(user)]))
-    assert found["kubectl"] == str(user / "kubectl")
-    assert found["helm"] == str(repo / "bin" / "helm")  # the fallback
-    assert found["kind"] is None
+    assert objects.ingress_address(ingress(ip=None)) is None
+    assert objects.published_port("0.0.0.0:42381->80/tcp, [::]:42381->80/tcp", 80) == 42381
+    assert objects.published_port("0.0.0.0:5000->10000/tcp", 80) is None
+    assert objects.published_port("", 80) is None
 
 
 # --- destroy -----------------------------------------------------------------------------------

@@ -1,18 +1,14 @@
-"""Reading the cluster through kubectl: find the release's objects by label, wait for them."""
+"""The release's objects, found through kubectl by their labels, and the plain reading of them
+(an Ingress's address, a Service's port)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from mlkube.deploy.runner import StepFailed
-from mlkube.names import ANNOTATION_MODEL_VERSION, LABEL_MODEL_NAME
-
-if TYPE_CHECKING:
-    from mlkube.deploy.steps import Ctx
-
-T = TypeVar("T")
+from mlkube.core.names import LABEL_MODEL_NAME
+from mlkube.deploy.context import Ctx
+from mlkube.deploy.shell import StepFailed
 
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
@@ -46,20 +42,6 @@ def items(ctx: Ctx, kind: str, selector: str) -> list[dict[str, Any]]:
 
 def name_of(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("name", ""))
-
-
-def wait_for(
-    ctx: Ctx, what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 3.0
-) -> T:
-    """Call ``probe`` until it returns something other than None; StepFailed after ``timeout``."""
-    deadline = ctx.clock() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if ctx.clock() >= deadline:
-            raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}")
-        ctx.sleep(interval)
 
 
 # --- the release's objects ---------------------------------------------------------------
@@ -117,26 +99,6 @@ def serving_deployment(ctx: Ctx) -> dict[str, Any]:
 
 def training_cronjob(ctx: Ctx) -> str:
     return name_of(find_one(ctx, "cronjob", release_selector(ctx.opts.release), "training CronJob"))
-
-
-def deployment_available(dep: dict[str, Any]) -> bool:
-    """Rolled out: the controller saw the latest spec, every replica is updated and available."""
-    spec, status = dep.get("spec", {}), dep.get("status", {})
-    want = int(spec.get("replicas", 1))
-    generation = int(dep.get("metadata", {}).get("generation", 0))
-    return (
-        int(status.get("observedGeneration", 0)) >= generation
-        and int(status.get("updatedReplicas", 0)) >= want
-        and int(status.get("availableReplicas", 0)) >= want
-        and int(status.get("replicas", 0)) == want  # no old pods left
-    )
-
-
-def pinned_version(dep: dict[str, Any]) -> str | None:
-    """The model version the operator pinned on the pod template, if any."""
-    annotations = dep.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations")
-    value = (annotations or {}).get(ANNOTATION_MODEL_VERSION)
-    return str(value) if value else None
 
 
 def ingress_address(ingress: dict[str, Any]) -> str | None:

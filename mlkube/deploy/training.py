@@ -1,0 +1,79 @@
+"""Training on the cluster: a Job made from the chart's CronJob, marked as started by hand, its
+log streamed and its end awaited (``make train``, and the first training of ``make deploy``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from mlkube.deploy import objects
+from mlkube.deploy.context import Ctx, wait_for
+from mlkube.deploy.shell import StepFailed
+
+# Read by the training job (jobs.settings.TrainSettings): `cron` on the CronJob, `manual` here.
+ENV_TRAIN_TRIGGER = "TRAIN_TRIGGER"
+
+
+def mark_manual(job: dict[str, Any]) -> dict[str, Any]:
+    """The Job ``kubectl create job --from=cronjob/...`` would create, with ``TRAIN_TRIGGER`` set
+    to ``manual`` on its training container(s): a copy of the CronJob's pod says ``cron``, and
+    the run's tags would call a run started by hand a scheduled one."""
+    containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    training = [
+        c for c in containers if any(e.get("name") == ENV_TRAIN_TRIGGER for e in c.get("env") or [])
+    ] or [c for c in containers if "jobs.train" in (c.get("command") or [])]
+    if not training:
+        raise StepFailed(
+            "the training CronJob's pod has no container that runs `python -m jobs.train` "
+            f"(none sets {ENV_TRAIN_TRIGGER}): is it the mlkube chart's?"
+        )
+    for container in training:
+        env = [e for e in container.get("env") or [] if e.get("name") != ENV_TRAIN_TRIGGER]
+        container["env"] = [*env, {"name": ENV_TRAIN_TRIGGER, "value": "manual"}]
+    return job
+
+
+def run_training(ctx: Ctx) -> None:
+    """A Job made from the CronJob (same image, env and limits; ``TRAIN_TRIGGER=manual``), its
+    logs streamed, its end awaited."""
+    ns = ctx.opts.namespace
+    cronjob = objects.training_cronjob(ctx)
+    job = f"{cronjob[:40]}-manual-{time.strftime('%Y%m%d%H%M%S', time.gmtime(ctx.now()))}"
+    # kubectl builds the Job as `create job --from` does (owner reference to the CronJob, its
+    # labels and annotations); we change the trigger, then create it.
+    dry_run = ["create", "job", job, f"--from=cronjob/{cronjob}", "-n", ns, "--dry-run=client"]
+    built = ctx.kubectl(*dry_run, "-o", "json").stdout
+    manifest = objects.json_object(built, f"kubectl {' '.join(dry_run)}")
+    ctx.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(mark_manual(manifest)))
+    ctx.state.release.training_job = job
+    ctx.console.info(
+        f"job/{job} created from cronjob/{cronjob} ({ENV_TRAIN_TRIGGER}=manual); its log follows"
+    )
+    timeout = int(ctx.opts.timeout)
+    ctx.kubectl(
+        "logs",
+        "-f",
+        f"job/{job}",
+        "-n",
+        ns,
+        f"--pod-running-timeout={timeout}s",
+        capture=False,
+        check=False,
+    )
+
+    def finished() -> str | None:
+        status = objects.get_json(ctx, "job", job, "-n", ns).get("status", {})
+        if int(status.get("succeeded", 0)) >= 1:
+            return "succeeded"
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Failed" and cond.get("status") == "True":
+                raise StepFailed(
+                    f"training job/{job} failed: {cond.get('reason')}: {cond.get('message')}",
+                    look=f"kubectl --context {ctx.context} -n {ns} logs job/{job}; "
+                    f"kubectl --context {ctx.context} -n {ns} describe job/{job}",
+                )
+        return None
+
+    wait_for(ctx, f"job/{job} to finish", finished, timeout=timeout)
+    ctx.console.info(f"job/{job} succeeded")
