@@ -15,7 +15,7 @@ import yaml
 from pydantic import AliasChoices, AliasPath
 from pydantic_settings import BaseSettings
 
-from mlkube import names
+from mlkube.core import names
 from tests.charts.manifests import (
     CHART,
     NAMESPACE,
@@ -288,8 +288,9 @@ def test_only_the_operator_mounts_an_api_token(rendered: Rendered) -> None:
         spec = template["spec"]
         is_operator = component(workload) == "rollout"
         assert spec["automountServiceAccountToken"] is is_operator, workload["metadata"]["name"]
-        account = accounts[spec["serviceAccountName"]]
-        assert account["automountServiceAccountToken"] is is_operator
+        account = accounts.get(spec["serviceAccountName"])  # None: made by the user
+        if account is not None:
+            assert account["automountServiceAccountToken"] is is_operator
 
 
 def _assert_hardened(where: str, pod_spec: Doc, container: Doc, values: dict[str, Any]) -> None:
@@ -412,7 +413,7 @@ def test_mlflow_accepts_its_service_names_and_upgrades_its_schema(rendered: Rend
     server = template["spec"]["containers"][0]
     assert server["command"] == ["mlflow", "server"]
     args = server["args"]
-    assert {"--serve-artifacts", "--host=0.0.0.0", "--port=5000"} <= set(args)
+    assert {"--serve-artifacts", "--host=0.0.0.0", f"--port={m['containerPort']}"} <= set(args)
     assert ("--expose-prometheus=/tmp/prometheus" in args) is m["prometheus"]
     assert ("--app-name=basic-auth" in args) is m["auth"]["enabled"]
     env = env_of(server)
@@ -541,3 +542,87 @@ def test_existing_secrets_replace_the_generated_ones() -> None:
         if "secretKeyRef" in e.get("valueFrom", {})
     }
     assert {"mine-webhooks", "mine-auth", "mine-pg", "mine-hmac"} <= refs
+
+
+# component label -> where its serviceAccount values live
+SERVICE_ACCOUNT_VALUES = {
+    "mlflow": ("mlflow",),
+    "postgres": ("postgres",),
+    "training": ("training",),
+    "serving": ("serving",),
+    "rollout": ("rollout",),
+    "rollout-webhook": ("rollout", "webhook"),
+    "test": ("tests",),
+}
+
+
+def _service_account_values(values: dict[str, Any], comp: str) -> dict[str, Any]:
+    node = values
+    for key in SERVICE_ACCOUNT_VALUES[comp]:
+        node = node[key]
+    return dict(node["serviceAccount"])
+
+
+def test_pods_run_as_the_service_account_their_values_name(rendered: Rendered) -> None:
+    accounts = {a["metadata"]["name"]: a for a in rendered.of_kind("ServiceAccount")}
+    made = set()
+    for workload, template in rendered.pods():
+        comp = component(workload)
+        sa = _service_account_values(rendered.values, comp)
+        base = name("test") if comp == "test" else name(comp)
+        expected = sa["name"] or (base if sa["create"] else "default")
+        assert template["spec"]["serviceAccountName"] == expected, workload["metadata"]["name"]
+        if sa["create"]:
+            made.add(expected)
+            account = accounts[expected]
+            assert component(account) == comp
+            assert (account["metadata"].get("annotations") or {}).items() >= sa[
+                "annotations"
+            ].items()
+        else:
+            assert expected not in accounts, f"{expected} is the user's, not the chart's"
+    assert set(accounts) == made, "every ServiceAccount the chart makes is used by a pod"
+    if rendered.values["rollout"]["enabled"]:
+        (binding,) = [
+            b for b in rendered.docs if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        ]
+        assert (
+            binding["subjects"][0]["name"]
+            == (
+                rendered.get("Deployment", name("rollout"))["spec"]["template"]["spec"][
+                    "serviceAccountName"
+                ]
+            )
+        )
+
+
+def test_service_account_not_created_falls_back_to_default() -> None:
+    proc = helm_template("--set", "serving.serviceAccount.create=false")
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    serving = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name("serving")
+    )
+    assert serving["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+    assert name("serving") not in {
+        d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"
+    }
+
+
+def test_ports_come_from_values() -> None:
+    proc = helm_template(
+        "--set", "serving.containerPort=9000,mlflow.containerPort=5001,rollout.containerPort=8001"
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(proc.stdout) if d}
+    for comp, port in (("serving", 9000), ("mlflow", 5001), ("rollout", 8001)):
+        template = docs[("Deployment", name(comp))]["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        assert {"name": "http", "containerPort": port, "protocol": "TCP"} in container["ports"]
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        policy = docs[("NetworkPolicy", name(comp))]
+        assert port in {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    serve_env = env_of(
+        docs[("Deployment", name("serving"))]["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert serve_env["SERVE_PORT"]["value"] == "9000"

@@ -181,6 +181,9 @@ def expected_flows(rendered: Rendered) -> set[Flow]:
     comps = {component(w) for w, _ in rendered.pods()}
     flows: set[Flow] = {(c, "dns", 53, proto) for c in comps for proto in ("UDP", "TCP")}
 
+    mlflow_port, serving_port, rollout_port = (
+        v[c]["containerPort"] for c in ("mlflow", "serving", "rollout")
+    )
     # metricsFrom names Prometheus' namespace and pods (asserted below, so the flows it adds
     # are known); empty: Prometheus gets nothing it would not get as any other outside source.
     scrapers = ["prometheus"] if v["networkPolicy"]["metricsFrom"] else []
@@ -190,7 +193,7 @@ def expected_flows(rendered: Rendered) -> set[Flow]:
 
     def to_mlflow(src: str) -> None:
         if v["mlflow"]["enabled"]:
-            flows.add((src, "mlflow", 5000, "TCP"))
+            flows.add((src, "mlflow", mlflow_port, "TCP"))
         else:  # an external server: externalPort, else the port of its URI, to any address
             uri = urlsplit(v["mlflow"]["externalUri"])
             port = v["mlflow"]["externalPort"] or uri.port or (443 if uri.scheme == "https" else 80)
@@ -204,8 +207,8 @@ def expected_flows(rendered: Rendered) -> set[Flow]:
             sources = ["ingress-controller", *scrapers]
         else:
             sources = ANY_SOURCE
-        flows.update((s, "serving", 8080, "TCP") for s in sources)
-        flows.add(("test", "serving", 8080, "TCP"))
+        flows.update((s, "serving", serving_port, "TCP") for s in sources)
+        flows.add(("test", "serving", serving_port, "TCP"))
     if "training" in comps:
         to_mlflow("training")
         if v["training"]["data"].startswith(("http://", "https://")):
@@ -219,15 +222,15 @@ def expected_flows(rendered: Rendered) -> set[Flow]:
             if not cidrs and port in dict(INTERNET.ports):
                 flows.add(("rollout", "internet", port, "TCP"))
         if v["mlflow"]["enabled"]:
-            flows.add(("mlflow", "rollout", 8000, "TCP"))
-            flows.update((s, "rollout", 8000, "TCP") for s in scrapers)
+            flows.add(("mlflow", "rollout", rollout_port, "TCP"))
+            flows.update((s, "rollout", rollout_port, "TCP") for s in scrapers)
         else:  # an external MLflow posts webhooks from outside
-            flows.update((s, "rollout", 8000, "TCP") for s in ANY_SOURCE)
+            flows.update((s, "rollout", rollout_port, "TCP") for s in ANY_SOURCE)
     if "rollout-webhook" in comps:  # the hook Job that registers the webhook in MLflow
         to_mlflow("rollout-webhook")
     if "mlflow" in comps:
-        flows.add(("test", "mlflow", 5000, "TCP"))
-        flows.update((s, "mlflow", 5000, "TCP") for s in scrapers)
+        flows.add(("test", "mlflow", mlflow_port, "TCP"))
+        flows.update((s, "mlflow", mlflow_port, "TCP") for s in scrapers)
         backend = v["mlflow"]["backend"]
         if backend["type"] == "postgres":
             flows.add(("mlflow", "postgres", 5432, "TCP"))

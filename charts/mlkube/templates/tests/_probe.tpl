@@ -8,10 +8,10 @@ Call with (dict "root" $ "name" <suffix> "urls" (list ...)).
 apiVersion: v1
 kind: Pod
 metadata:
-  name: {{ include "mlkube.componentName" (dict "root" $ "component" (printf "test-%s" .name)) }}
+  name: {{ include "mlkube.tests.podName" (dict "root" $ "check" .name) }}
   namespace: {{ $.Release.Namespace }}
   labels:
-    {{- include "mlkube.labels" (dict "root" $ "component" "test") | nindent 4 }}
+    {{- include "mlkube.tests.labels" $ | nindent 4 }}
   annotations:
     helm.sh/hook: test
     helm.sh/hook-delete-policy: before-hook-creation
@@ -21,7 +21,7 @@ metadata:
     )) | trim | nindent 4 }}
 spec:
   restartPolicy: Never
-  serviceAccountName: {{ include "mlkube.componentName" (dict "root" $ "component" "test") }}
+  serviceAccountName: {{ include "mlkube.tests.serviceAccountName" $ }}
   automountServiceAccountToken: false
   {{- with include "mlkube.imagePullSecrets" $ | trim }}{{ . | nindent 2 }}{{- end }}
   securityContext:
@@ -56,7 +56,7 @@ spec:
         {{- range .urls }}
         - {{ . | quote }}
         {{- end }}
-      {{- with include "mlkube.mlflowClientAuthEnv" $ | trim }}
+      {{- with include "mlkube.mlflow.clientAuthEnv" $ | trim }}
       env:
         {{- . | nindent 8 }}
       {{- end }}

@@ -7,9 +7,9 @@ Call with (dict "root" $ "trigger" "cron"|"manual").
 {{- $t := $.Values.training }}
 metadata:
   labels:
-    {{- include "mlkube.labels" (dict "root" $ "component" "training") | nindent 4 }}
+    {{- include "mlkube.training.labels" $ | nindent 4 }}
 spec:
-  serviceAccountName: {{ include "mlkube.componentName" (dict "root" $ "component" "training") }}
+  serviceAccountName: {{ include "mlkube.training.serviceAccountName" $ }}
   automountServiceAccountToken: false
   # The Job's backoffLimit retries in a fresh pod; the job itself exits 1 when MLflow stays down.
   restartPolicy: Never
@@ -23,7 +23,7 @@ spec:
       command: ["python", "-m", "jobs.train"]
       env:
         - name: MLFLOW_TRACKING_URI
-          value: {{ include "mlkube.trackingUri" $ | quote }}
+          value: {{ include "mlkube.mlflow.trackingUri" $ | quote }}
         - name: MODEL_NAME
           value: {{ $.Values.model.name | quote }}
         - name: MODEL_ALIAS
@@ -56,7 +56,7 @@ spec:
         - name: GIT_COMMIT
           value: {{ . | quote }}
         {{- end }}
-        {{- with include "mlkube.mlflowClientAuthEnv" $ | trim }}{{ . | nindent 8 }}{{- end }}
+        {{- with include "mlkube.mlflow.clientAuthEnv" $ | trim }}{{ . | nindent 8 }}{{- end }}
       securityContext:
         {{- include "mlkube.containerSecurityContext" $ | nindent 8 }}
       resources:
@@ -66,9 +66,4 @@ spec:
   volumes:
     {{- include "mlkube.tmpVolume" $ | nindent 4 }}
   {{- with include "mlkube.scheduling" $t | trim }}{{ . | nindent 2 }}{{- end }}
-{{- end }}
-
-{{/* checkov skips of the training workloads (checkov does not ask Jobs for probes). */}}
-{{- define "mlkube.training.checkovSkips" -}}
-{{- include "mlkube.checkovAnnotations" (dict "root" . "images" (list .Values.training.image) "mlflowClient" true) | trim }}
 {{- end }}

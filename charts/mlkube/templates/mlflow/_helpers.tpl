@@ -1,0 +1,124 @@
+{{/* MLflow: names, labels, its ServiceAccount. Call each with the root context ($). */}}
+{{- define "mlkube.mlflow.fullname" -}}
+{{- include "mlkube.componentName" (list . "mlflow") }}
+{{- end }}
+
+{{- define "mlkube.mlflow.labels" -}}
+{{- include "mlkube.componentLabels" (list . "mlflow") }}
+{{- end }}
+
+{{- define "mlkube.mlflow.selectorLabels" -}}
+{{- include "mlkube.componentSelectorLabels" (list . "mlflow") }}
+{{- end }}
+
+{{- define "mlkube.mlflow.serviceAccountName" -}}
+{{- include "mlkube.serviceAccountName" (list .Values.mlflow.serviceAccount (include "mlkube.mlflow.fullname" .)) }}
+{{- end }}
+
+{{/* The port the server listens on (`mlflow server --port`), named `http`. */}}
+{{- define "mlkube.mlflow.port" -}}
+{{- int .Values.mlflow.containerPort }}
+{{- end }}
+
+{{/* The basic-auth ConfigMap. */}}
+{{- define "mlkube.mlflow.authConfigName" -}}
+{{- include "mlkube.componentName" (list . "mlflow-auth") }}
+{{- end }}
+
+{{/* Secret names. */}}
+{{- define "mlkube.mlflow.secretName" -}}
+{{- include "mlkube.mlflow.fullname" . }}
+{{- end }}
+
+{{- define "mlkube.mlflow.webhooksSecretName" -}}
+{{- .Values.mlflow.webhooks.existingSecret | default (include "mlkube.mlflow.secretName" .) }}
+{{- end }}
+
+{{- define "mlkube.mlflow.authSecretName" -}}
+{{- .Values.mlflow.auth.existingSecret | default (printf "%s-auth" (include "mlkube.mlflow.fullname" .)) }}
+{{- end }}
+
+{{/* In-cluster tracking URI of the Service (or the external URI). */}}
+{{- define "mlkube.mlflow.trackingUri" -}}
+{{- if .Values.mlflow.enabled }}
+{{- printf "http://%s.%s.svc:%d" (include "mlkube.mlflow.fullname" .) .Release.Namespace (int .Values.mlflow.service.port) }}
+{{- else }}
+{{- required "mlflow.externalUri is required when mlflow.enabled is false" .Values.mlflow.externalUri }}
+{{- end }}
+{{- end }}
+
+{{/*
+Host headers MLflow's security middleware accepts: every DNS form of its Service, with and
+without the port, localhost for `kubectl port-forward`, private IPs (probes and scrapers use the
+pod IP), plus mlflow.allowedHosts.
+*/}}
+{{- define "mlkube.mlflow.allowedHosts" -}}
+{{- $svc := include "mlkube.mlflow.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- $port := int .Values.mlflow.service.port }}
+{{- $hosts := list }}
+{{- range $name := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) }}
+{{- $hosts = append $hosts $name }}
+{{- $hosts = append $hosts (printf "%s:%d" $name $port) }}
+{{- end }}
+{{- $hosts = concat $hosts (list "localhost" "localhost:*" "127.0.0.1" "127.0.0.1:*" "10.*" "192.168.*") }}
+{{- range $i := until 16 }}
+{{- $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}
+{{- end }}
+{{- concat $hosts .Values.mlflow.allowedHosts | uniq | join "," }}
+{{- end }}
+
+{{/* MLflow needs its volume for sqlite, local artifacts or the basic-auth database. */}}
+{{- define "mlkube.mlflow.needsVolume" -}}
+{{- if or (eq .Values.mlflow.backend.type "sqlite") (eq .Values.mlflow.artifacts.type "pvc") .Values.mlflow.auth.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "mlkube.mlflow.claimName" -}}
+{{- .Values.mlflow.persistence.existingClaim | default (include "mlkube.mlflow.fullname" .) }}
+{{- end }}
+
+{{/*
+MLFLOW_BACKEND_STORE_URI (read by `mlflow server` and passed to `mlflow db upgrade`): a file on the
+volume, the bundled Postgres (password spliced in by Kubernetes' $(VAR) expansion, so it never
+sits in the pod spec), or the external URI from a Secret.
+*/}}
+{{- define "mlkube.mlflow.backendEnv" -}}
+{{- $b := .Values.mlflow.backend }}
+{{- if eq $b.type "sqlite" }}
+- name: MLFLOW_BACKEND_STORE_URI
+  value: sqlite:////mlflow/mlflow.db
+{{- else if eq $b.type "postgres" }}
+- name: POSTGRES_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlkube.postgres.secretName" . }}
+      key: password
+- name: MLFLOW_BACKEND_STORE_URI
+  value: {{ printf "postgresql://%s:$(POSTGRES_PASSWORD)@%s:%d/%s" .Values.postgres.username (include "mlkube.postgres.fullname" .) (int (include "mlkube.postgres.port" .)) .Values.postgres.database | quote }}
+{{- else }}
+- name: MLFLOW_BACKEND_STORE_URI
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "mlflow.backend.existingSecret is required when mlflow.backend.type is external" $b.existingSecret }}
+      key: {{ $b.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+Env vars through which the MLflow client library (not our Settings classes) authenticates, when
+MLflow runs with basic auth. Used by every MLflow client pod.
+*/}}
+{{- define "mlkube.mlflow.clientAuthEnv" -}}
+{{- if and .Values.mlflow.enabled .Values.mlflow.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlkube.mlflow.authSecretName" . }}
+      key: admin-username
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlkube.mlflow.authSecretName" . }}
+      key: admin-password
+{{- end }}
+{{- end }}
