@@ -147,6 +147,10 @@ lock: ## Re-pin requirements.txt from pyproject.toml, and each image's lock (sam
 tools: ## Install pinned helm, kubectl, actionlint, hadolint and checkov into ./bin
 	scripts/install-tools.sh helm kubectl actionlint hadolint checkov
 
+.PHONY: chart-docs
+chart-docs: ## Regenerate the chart's values.schema.json and README values table from values.yaml (Go)
+	scripts/chart-docs.sh
+
 ##@ Local cluster
 
 # A single-node Kubernetes made of host processes (hack/cluster/): etcd, the
