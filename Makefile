@@ -26,6 +26,8 @@ PYTEST_ARGS ?=
 FLAKY_COUNT ?= 3
 
 PY := $(VENV)/bin/python
+# uv installs the venv and the images' dependencies (images/install-deps.sh pins the same one).
+UV_VERSION := 0.13.9
 BIN := $(CURDIR)/bin
 # Your own helm/kubectl/kind come first; ./bin (make tools) is the fallback.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH):$(BIN)
@@ -43,7 +45,7 @@ up: venv ## Run MLflow, one training run and the model server on this machine (C
 	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT) --state-dir $(STATE_DIR)
 
 .PHONY: test
-test: venv tools ## Run every test: unit, integration (real MLflow + uvicorn), charts, workflows, containers
+test: venv tools lint ## Run every test: lint, unit, integration (real MLflow + uvicorn), charts, containers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Development
@@ -56,6 +58,18 @@ else
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} $(PY) -m jobs.train --trigger manual
 endif
 
+.PHONY: test-unit
+test-unit: venv ## Unit tests: pure logic, no subprocess, seconds
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: venv ## Integration tests: real MLflow, uvicorn, `make up`, the operator on an API emulator
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: test-charts
+test-charts: venv tools ## Chart checks: helm lint/template of every values file, schemas, checkov, hadolint
+	$(PY) -m pytest tests/charts $(PYTEST_ARGS)
+
 .PHONY: test-containers
 test-containers: venv tools ## Build the four images and run them as the chart runs them (Docker or Podman)
 	$(PY) -m pytest tests/containers $(PYTEST_ARGS)
@@ -66,10 +80,12 @@ test-flaky: venv ## Run the integration tests FLAKY_COUNT (3) times over with ev
 		--count=$(FLAKY_COUNT) --repeat-scope=session $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: venv ## ruff + mypy (strict)
+lint: venv tools ## ruff, mypy --strict, actionlint (with shellcheck) and shellcheck of the scripts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(BIN)/actionlint -no-color
+	$(BIN)/shellcheck .ci/run scripts/*.sh images/*.sh
 
 .PHONY: fmt
 fmt: venv ## Format the code with ruff
@@ -127,17 +143,19 @@ destroy: venv ## Delete the kind cluster (ENV=eks: helm uninstall, needs YES=1)
 # Re-created whenever the pinned requirements change; uv makes it take seconds.
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.txt -e . --no-deps
+	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt
+	$(VENV)/bin/uv pip install -q --python $(PY) -e . --no-deps
 	@touch $@
 
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with the pinned Python packages
 
 .PHONY: lock
-lock: ## Re-pin requirements.txt from pyproject.toml, and each image's lock (same versions, hashed)
-	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv; }
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header --no-annotate -o requirements.txt
+lock: ## Re-pin requirements.txt (hashed) from pyproject.toml, and each image's lock (same versions)
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv==$(UV_VERSION); }
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header --no-annotate \
+		--generate-hashes -o requirements.txt
 	for extra in server train serve rollout; do \
 		$(VENV)/bin/uv pip compile pyproject.toml --extra $$extra -c requirements.txt --python-version 3.11 \
 			--no-header --no-annotate --generate-hashes -q -o images/requirements/$$extra.txt; \

@@ -40,3 +40,13 @@ def test_image_lock_matches_the_project_lock(extra: str) -> None:
     unhashed = [line for line in lock.read_text().splitlines() if PIN.match(line)
                 and not line.rstrip().endswith("\\")]  # fmt: skip
     assert not unhashed, f"{lock.name} has pins without hashes: {unhashed}"
+
+
+def test_one_uv_version() -> None:
+    """The venv (Makefile) and the images (images/install-deps.sh) install with the same uv."""
+    make = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    images = re.search(r"^UV_VERSION=(\S+)$", (REPO / "images" / "install-deps.sh").read_text(),
+                       re.MULTILINE)  # fmt: skip
+    assert make is not None
+    assert images is not None
+    assert make.group(1) == images.group(1)
