@@ -58,9 +58,12 @@ else
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} $(PY) -m jobs.train --trigger manual
 endif
 
+# The unit layer needs none of these plugins, whose imports (hypothesis above all) cost seconds.
+NO_HEAVY_PLUGINS = -p no:kmock -p no:schemathesis -p no:hypothesispytest
+
 .PHONY: test-unit
 test-unit: venv ## Unit tests: pure logic, no subprocess, seconds
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(NO_HEAVY_PLUGINS) $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: venv ## Integration tests: real MLflow, uvicorn, `make up`, the operator on an API emulator
