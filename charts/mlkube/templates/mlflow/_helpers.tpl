@@ -49,8 +49,8 @@
 
 {{/*
 Host headers MLflow's security middleware accepts: every DNS form of its Service, with and
-without the port, localhost for `kubectl port-forward`, private IPs (probes and scrapers use the
-pod IP), plus mlflow.allowedHosts.
+without the port, localhost for `kubectl port-forward`, pod IPs (probes and scrapers use them:
+private and CGNAT IPv4 ranges, any IPv6 literal), plus mlflow.allowedHosts.
 */}}
 {{- define "mlkube.mlflow.allowedHosts" -}}
 {{- $svc := include "mlkube.mlflow.fullname" . }}
@@ -65,6 +65,14 @@ pod IP), plus mlflow.allowedHosts.
 {{- range $i := until 16 }}
 {{- $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}
 {{- end }}
+{{- /* 100.64.0.0/10: pod IPs under EKS custom networking (and other CGNAT-range pod networks). */}}
+{{- range $i := until 64 }}
+{{- $hosts = append $hosts (printf "100.%d.*" (add 64 $i)) }}
+{{- end }}
+{{- /* Any IPv6 literal ("[addr]:port"; "[[]" is fnmatch's escaped "["): IPv6 pods get global
+addresses (EKS IPv6 takes them from the VPC), and an IP literal cannot carry a DNS rebinding,
+which is what the host check is for. */}}
+{{- $hosts = concat $hosts (list "[[]*") }}
 {{- concat $hosts .Values.mlflow.allowedHosts | uniq | join "," }}
 {{- end }}
 
