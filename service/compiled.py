@@ -38,6 +38,14 @@ class LinearPipeline:
             if scale is not None:
                 X = X / scale
         scores: Array = X @ self._coef_t + self._intercept
+        if not np.isfinite(scores).all():
+            # scikit-learn refuses such input between the steps ("Input X contains infinity");
+            # so does this, naming the row.
+            row = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+            raise ValueError(
+                f"row {row}: its values overflow the model's arithmetic (infinity); "
+                "the input is outside any range the model was trained on"
+            )
         return scores
 
     def predict(self, X: Array) -> Array:

@@ -22,7 +22,7 @@ import orjson
 
 from service.errors import InvalidInput
 from service.model import LoadedModel
-from service.schema import FeatureSchema
+from service.schema import FeatureSchema, check_row_count
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,36 @@ def fast_features(
     except InvalidInput:
         return None
     return None
+
+
+def check_request_rows(body: bytes, content_type: str | None, max_rows: int) -> None:
+    """SERVE_MAX_ROWS for the requests MLflow's own parser handles: JSON in any of its formats
+    (with ``index``, ``params`` or columns the fast path does not take) and CSV. Raises
+    PayloadTooLarge naming the field; leaves anything it cannot count to MLflow's answer."""
+    mime = (content_type or "").partition(";")[0].strip()
+    if mime == CONTENT_TYPE_CSV:
+        # One line per row after the header (a quoted newline only makes this count high).
+        lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+        if lines - 1 > max_rows:
+            check_row_count(lines - 1, max_rows, where="csv")
+        return
+    if mime != CONTENT_TYPE_JSON:
+        return
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if type(payload) is not dict:
+        return
+    for key in FORMATS:
+        value = payload.get(key)
+        if key == "dataframe_split" and type(value) is dict:
+            value = value.get("data")
+        if type(value) is dict:  # columns: {name: [values...]}
+            lengths = [len(v) for v in value.values() if type(v) is list]
+            value = [None] * max(lengths, default=0)
+        if type(value) is list and len(value) > max_rows:
+            check_row_count(len(value), max_rows, where=key)
 
 
 def _records(value: Any, schema: FeatureSchema, max_rows: int) -> np.ndarray[Any, Any] | None:

@@ -128,6 +128,7 @@ class LoadedModel:
                 proba = (
                     self._fast.predict_proba(features) if want_proba and self.has_proba else None
                 )
+                _check_finite(labels, proba)
                 return labels, proba
             frame = (
                 features
@@ -138,11 +139,27 @@ class LoadedModel:
             proba = None
             if want_proba and self.has_proba and self.raw is not None:
                 proba = self.raw.predict_proba(frame)
-            return labels, proba
         except InvalidInput:
             raise
         except Exception as exc:  # the model's own error on this input
             raise InvalidInput(f"the model could not predict this input: {exc}") from exc
+        _check_finite(labels, proba)
+        return labels, proba
+
+
+def _check_finite(labels: Array, proba: Array | None) -> None:
+    """A prediction that is not a number is no answer: InvalidInput naming the first such row
+    (a batch that fails this is re-run request by request, so only the bad one fails)."""
+    bad = None
+    if proba is not None and not np.isfinite(proba).all():
+        bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+    elif labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        bad = np.flatnonzero(~np.isfinite(labels.reshape(len(labels), -1)).all(axis=1))
+    if bad is not None and len(bad):
+        raise InvalidInput(
+            f"row {int(bad[0])}: the model's answer is not a finite number (an input value too "
+            "large for the model's arithmetic?)"
+        )
 
 
 def _measure_cost(model: LoadedModel) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.mlflow_compat import fast_features, mlflow_invocations
+from service.mlflow_compat import check_request_rows, fast_features, mlflow_invocations
 from service.routers._common import ServiceState, content_type, read_body, state_of
 from service.routers.health import readiness
 
@@ -84,6 +84,7 @@ async def invocations(request: Request) -> Response:
         result = await state.predictor.predict(model, X, False)
         state.metrics.count_predictions(result.model.info.version, result.labels)
         return Response(result.model.predictions_json(result.labels), media_type=JSON)
+    check_request_rows(body, media, settings.max_rows)
     status, content, media_type = await asyncio.to_thread(mlflow_invocations, body, media, model)
     if status == 200:
         _count(state, model.info.version, content)

@@ -139,3 +139,53 @@ def test_openapi_and_docs(client: TestClient) -> None:
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert "instances" in str(body["schema"])
     assert client.get("/docs").status_code == 200
+
+
+HUGE = [1e308, 1e308, 1e308, 1e308]  # finite inputs whose scaled values overflow to infinity
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/predict", {"instances": [ROW, HUGE]}),
+        ("/invocations", {"dataframe_split": {"columns": ["sepal_length", "sepal_width",
+         "petal_length", "petal_width"], "data": [ROW, HUGE]}}),
+        ("/v2/models/iris/infer", {"inputs": [{"name": "input-0", "shape": [2, 4],
+                                               "datatype": "FP64", "data": ROW + HUGE}]}),
+    ],
+)  # fmt: skip
+def test_an_overflowing_row_is_a_4xx_naming_it_never_a_200(
+    loaded: TestClient, path: str, body: dict[str, Any]
+) -> None:
+    """`mlflow models serve` answers 400; a 200 with null probabilities is garbage."""
+    answer = loaded.post(path, json=body)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert "row 1" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/invocations", {"dataframe_split": {"columns": ["sepal_length", "sepal_width",
+         "petal_length", "petal_width"], "index": list(range(21)), "data": [ROW] * 21}}, None),
+        ("/invocations", {"dataframe_split": {"columns": ["sepal_length", "sepal_width",
+         "petal_length", "petal_width"], "data": [ROW] * 21}, "params": {}}, None),
+        ("/invocations", {"inputs": [ROW] * 21, "params": {}}, None),
+        ("/invocations", "sepal_length,sepal_width,petal_length,petal_width\n"
+         + "5.1,3.5,1.4,0.2\n" * 21, "text/csv"),
+        ("/predict", {"instances": [ROW] * 21}, None),
+        ("/v2/models/iris/infer", {"inputs": [{"name": "input-0", "shape": [21, 4],
+                                               "datatype": "FP64", "data": ROW * 21}]}, None),
+    ],
+)  # fmt: skip
+def test_the_row_limit_holds_for_every_request_shape(
+    loaded: TestClient, path: str, body: Any, content_type: str | None
+) -> None:
+    """SERVE_MAX_ROWS (20 here) is one limit: MLflow's own client sends `index`, and CSV or
+    `params` must not slip past it either."""
+    if content_type:
+        answer = loaded.post(path, content=body, headers={"content-type": content_type})
+    else:
+        answer = loaded.post(path, json=body)
+    assert answer.status_code == 413, answer.text[:300]
+    assert "SERVE_MAX_ROWS" in answer.text or "limit of 20 rows" in answer.text

@@ -137,3 +137,23 @@ async def test_unbatched_predictor(iris_model: LoadedModel) -> None:
     assert result.labels.tolist() == iris_model.predict(X, False)[0].tolist()
     assert result.proba is not None
     assert result.proba.shape == (4, 3)
+
+
+async def test_an_overflowing_request_fails_alone_in_its_batch(
+    batcher: tuple[MicroBatcher, list[tuple[int, int]]], iris_model: LoadedModel
+) -> None:
+    """A row whose answer is not finite fails its own request (4xx naming the row) and no
+    other request of the batch it landed in."""
+    b, _ = batcher
+    huge = np.full((1, 4), 1e308)
+    inputs = [random_rows(2), huge, random_rows(3)]
+    results = await asyncio.gather(
+        *(b.predict(iris_model, X, want_proba=True) for X in inputs), return_exceptions=True
+    )
+    assert isinstance(results[1], InvalidInput)
+    assert "row 0" in str(results[1])
+    for i in (0, 2):
+        result = results[i]
+        assert isinstance(result, Prediction)
+        assert result.proba is not None
+        assert np.isfinite(result.proba).all()
