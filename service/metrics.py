@@ -34,6 +34,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+# Readiness and liveness polls: hundreds of 503s while a model loads are not traffic.
+PROBE_ROUTES = frozenset({"/healthz/live", "/healthz/ready", "/ping", "/health",
+                          "/v2/health/live", "/v2/health/ready"})  # fmt: skip
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -75,10 +80,17 @@ class Metrics:
             f"{PREFIX}_batch_rows", "Rows predicted in one model call",
             buckets=BATCH_BUCKETS, registry=r,
         )  # fmt: skip
+        self.probes = Counter(
+            f"{PREFIX}_probes", "Health-check requests (kubelet, make up, load balancers), by "
+            "route and status: kept out of the request metrics", ["route", "status"], registry=r,
+        )  # fmt: skip
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        if route in PROBE_ROUTES:
+            self.probes.labels(route, str(status)).inc()
+            return
         key = (route, method, status)
         children = self._request_children.get(key)
         if children is None:

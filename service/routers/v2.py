@@ -109,12 +109,22 @@ def _metadata(request: Request, name: str, version: str | None) -> Response:
     return json_response(model_metadata(model, model.schema))
 
 
-@router.get("/models/{name}/ready", summary="Model readiness")
+_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "ready", "content": {"application/json": {
+        "example": {"name": "iris-classifier", "ready": True}}}},
+    404: {"description": "this model, or this version of it, is not served here (as metadata "
+          "and infer answer)"},
+    503: {"description": "the model is not loaded yet"},
+}  # fmt: skip
+
+
+@router.get("/models/{name}/ready", summary="Model readiness", responses=_READY_RESPONSES)
 async def model_ready(request: Request, name: str) -> Response:
     return _ready(request, name, None)
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Model readiness (one version)")
+@router.get("/models/{name}/versions/{version}/ready", summary="Model readiness (one version)",
+            responses=_READY_RESPONSES)  # fmt: skip
 async def version_ready(request: Request, name: str, version: str) -> Response:
     return _ready(request, name, version)
 
@@ -124,8 +134,13 @@ def _ready(request: Request, name: str, version: str | None) -> Response:
     if name != state.settings.model_name:
         raise ModelNotFound(f"model {name!r} is not served here")
     model = state.store.current
-    ready = model is not None and (version is None or version == model.info.version)
-    return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+    if model is None:
+        return json_response({"name": name, "ready": False}, 503)
+    if version is not None and version != model.info.version:
+        raise ModelNotFound(
+            f"version {version!r} of {name!r} is not served here (serving v{model.info.version})"
+        )
+    return json_response({"name": name, "ready": True}, 200)
 
 
 @router.post("/models/{name}/infer", summary="Inference", openapi_extra=OPENAPI,

@@ -130,6 +130,30 @@ def test_metrics_count_by_route_template(loaded: TestClient) -> None:
     assert "_created" not in text
 
 
+def test_probes_are_counted_apart_from_requests(client: TestClient) -> None:
+    """`make up` and kubelets poll readiness: 503s while the model loads are not traffic."""
+    for _ in range(4):
+        assert client.get("/healthz/ready").status_code == 503
+    client.get("/healthz/live")
+    text = client.get("/metrics").text
+    assert 'route="/healthz/ready"' not in "".join(
+        line for line in text.splitlines() if line.startswith("mlkube_serve_request")
+    )
+    assert 'mlkube_serve_probes_total{route="/healthz/ready",status="503"} 4.0' in text
+    assert 'mlkube_serve_probes_total{route="/healthz/live",status="200"} 1.0' in text
+
+
+def test_ready_of_a_version_not_served_is_404_as_metadata_is(loaded: TestClient) -> None:
+    ready = loaded.get("/v2/models/iris/versions/7/ready")
+    metadata = loaded.get("/v2/models/iris/versions/7")
+    assert ready.status_code == metadata.status_code == 404
+    assert "not served here" in ready.text
+    assert loaded.get("/v2/models/iris/versions/1/ready").json() == {"name": "iris", "ready": True}
+    spec = loaded.get("/openapi.json").json()
+    responses = spec["paths"]["/v2/models/{name}/versions/{version}/ready"]["get"]["responses"]
+    assert {"200", "404", "503"} <= set(responses)
+
+
 def test_openapi_and_docs(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = set(spec["paths"])
