@@ -21,6 +21,8 @@ VALUES ?=
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 8080
 STATE_DIR ?= .mlkube
+# Seconds make up waits for MLflow and for the model server (each) before it gives up.
+UP_TIMEOUT ?= 180
 PYTEST_ARGS ?=
 # make test-flaky: how many times each integration test runs (under CPU load).
 FLAKY_COUNT ?= 3
@@ -42,7 +44,8 @@ help: ## Show this help
 
 .PHONY: up
 up: venv ## Run MLflow, one training run and the model server on this machine (Ctrl-C stops all)
-	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT) --state-dir $(STATE_DIR)
+	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT) --state-dir $(STATE_DIR) \
+		--timeout $(UP_TIMEOUT)
 
 .PHONY: test
 test: venv tools lint ## Run every test: lint, unit, integration (real MLflow + uvicorn), charts, containers

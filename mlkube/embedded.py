@@ -7,6 +7,7 @@ next ``make up`` trains a challenger against today's champion."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib.util
 import json
 import os
@@ -20,30 +21,53 @@ from pathlib import Path
 from types import FrameType
 
 from mlkube.core.backoff import Unreachable
+from mlkube.core.console import Console
 from mlkube.core.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from mlkube.mlflow_server import MlflowServer, port_is_free, stop_process_group
 
 EXAMPLE_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
-class Console:
-    """Progress lines a person can follow: ``[2/4] Training ...``."""
+class Steps:
+    """Numbers `make up`'s steps on the console: ``==> [2/4] Training ...``."""
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-        self.step = 0
+    def __init__(self, console: Console, total: int) -> None:
+        self.console = console
+        self.total = total
+        self.index = 0
 
-    def begin(self, text: str) -> float:
-        self.step += 1
-        self.say(f"[{self.step}/{self.steps}] {text}")
+    def begin(self, title: str) -> float:
+        self.index += 1
+        self.console.header(self.index, self.total, title)
         return time.monotonic()
 
-    def done(self, started: float, text: str = "done") -> None:
-        self.say(f"      {text} ({time.monotonic() - started:.1f}s)")
+    def done(self, started: float, verdict: str = "ok") -> None:
+        self.console.info(f"{verdict} ({time.monotonic() - started:.1f}s)")
 
-    def say(self, text: str) -> None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+
+class StateInUse(RuntimeError):
+    """Another `make up` runs on this state directory."""
+
+
+def lock_state(state: Path) -> int:
+    """Hold ``<state>/up.lock`` for the life of this process (the OS drops it when we exit, even
+    on SIGKILL): two stacks on one sqlite database would corrupt each other. Returns the file
+    descriptor; raises StateInUse naming the holder's pid."""
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / "up.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StateInUse(
+            f"the state directory {state} is in use by another `make up` (pid {holder}): stop "
+            "it first (Ctrl-C in its terminal), or give this one its own STATE_DIR"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def serving_available() -> bool:
@@ -95,7 +119,13 @@ def run(args: argparse.Namespace) -> int:
     state: Path = args.state_dir.resolve()
     shown = args.state_dir  # as the user wrote it: .mlkube, not /home/.../.mlkube
     with_serving = serving_available() and not args.no_serve
-    console = Console(4)
+    console = Console()
+    steps = Steps(console, 4)
+    try:
+        lock_state(state)  # held until this process exits
+    except StateInUse as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
     for port, who in ((args.mlflow_port, "MLflow"), (args.serve_port, "the model server")):
         if (who == "MLflow" or with_serving) and not port_is_free(port):
             sys.stderr.write(
@@ -104,34 +134,39 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
 
+    # SIGTERM, and SIGHUP (the terminal closed): stop the children, as Ctrl-C does. They run in
+    # sessions of their own, so no signal of the terminal's reaches them.
     signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGHUP, _raise_stop)
     mlflow = MlflowServer(state_dir=state, port=args.mlflow_port)
     serving: subprocess.Popen[bytes] | None = None
     try:
-        t = console.begin(
+        t = steps.begin(
             f"Starting MLflow on {mlflow.uri} (sqlite {shown / 'mlflow.db'}, "
             f"artifacts {shown / 'artifacts'})"
         )
         try:
             mlflow.start(timeout=args.timeout)
         except (OSError, Unreachable) as exc:
-            sys.stderr.write(f"error: MLflow did not start: {exc}\n")
+            sys.stderr.write(
+                f"error: MLflow did not start: {exc} (a slow machine? make up UP_TIMEOUT=600)\n"
+            )
             return 1
-        console.done(t, "ready")
+        steps.done(t, "ready")
 
-        t = console.begin(f"Training {args.model_name} (python -m jobs.train)")
+        t = steps.begin(f"Training {args.model_name} (python -m jobs.train)")
         env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.uri, "MODEL_NAME": args.model_name,
                "TRAIN_TRIGGER": "manual", "PYTHONUNBUFFERED": "1"}  # fmt: skip
         code = subprocess.call([sys.executable, "-m", "jobs.train"], env=env)
         if code != 0:
             sys.stderr.write(f"error: training failed with exit code {code}\n")
             return code
-        console.done(t)
+        steps.done(t)
 
         serve_url = f"http://127.0.0.1:{args.serve_port}"
         if with_serving:
             log = shown / "serve.log"
-            t = console.begin(
+            t = steps.begin(
                 f"Starting the model server on {serve_url} (python -m service, following "
                 f"@{DEFAULT_ALIAS}; log {log})"
             )
@@ -139,36 +174,40 @@ def run(args: argparse.Namespace) -> int:
             try:
                 wait_http_ok(f"{serve_url}/healthz/ready", serving, args.timeout, log)
             except Unreachable as exc:
-                sys.stderr.write(f"error: the model server did not become ready: {exc}\n")
+                sys.stderr.write(
+                    f"error: the model server did not become ready: {exc} "
+                    "(a slow machine? make up UP_TIMEOUT=600)\n"
+                )
                 return 1
-            console.done(t, "ready")
+            steps.done(t, "ready")
         else:
-            console.begin(
+            steps.begin(
                 f"Model server not started (--no-serve or no service package); it would run: "
                 f"MODEL_NAME={args.model_name} MLFLOW_TRACKING_URI={mlflow.uri} python -m service"
             )
 
-        console.begin(f"Up. Ctrl-C stops everything (state stays in {shown})")
-        console.say(f"      MLflow UI:       {mlflow.uri}")
-        console.say(f"      Model registry:  {mlflow.uri}/#/models/{args.model_name}")
+        steps.begin(f"Up. Ctrl-C stops everything (state stays in {shown})")
+        console.info(f"MLflow UI:       {mlflow.uri}")
+        console.info(f"Model registry:  {mlflow.uri}/#/models/{args.model_name}")
         if with_serving:
-            console.say(f"      Model server:    {serve_url}/docs")
-            console.say(f"      Try:             {example_curl(args.serve_port)}")
+            console.info(f"Model server:    {serve_url}/docs")
+            console.info(f"Try:             {example_curl(args.serve_port)}")
             try:
                 answer = post_json(f"{serve_url}/predict", {"instances": EXAMPLE_ROWS})
-                console.say(f"      It answers:      {answer}")
+                console.info(f"It answers:      {answer}")
             except (OSError, urllib.error.URLError) as exc:
-                console.say(f"      (example request failed: {exc})")
+                console.info(f"(example request failed: {exc})")
         return wait_until_stopped(mlflow, serving, args.run_for)
     except (KeyboardInterrupt, Stop):
         return 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan children
-        console.say("Stopping ...")
+        # Children first, words after: a second Ctrl-C or a reader gone must not orphan them.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         if serving is not None:
             stop_process_group(serving)
         mlflow.stop()
-        console.say("Stopped.")
+        console.text("Stopped.")
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from mlkube.core.console import Console
 from mlkube.deploy import e2e
-from mlkube.deploy.console import Console
 from mlkube.deploy.context import Ctx
 from mlkube.deploy.diagnostics import dump_diagnostics
 from mlkube.deploy.helm import Helm, PyHelm3

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mlkube.deploy.console import Console
+from mlkube.core.console import Console
 from mlkube.deploy.helm import Helm
 from mlkube.deploy.options import Options
 from mlkube.deploy.shell import Commands, Result, StepFailed

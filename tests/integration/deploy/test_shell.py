@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.deploy.console import Console
+from mlkube.core.console import Console
 from mlkube.deploy.options import Options
 from mlkube.deploy.runner import Step, run_steps
 from mlkube.deploy.shell import CommandError, StepFailed, SubprocessCommands, show

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -131,3 +132,45 @@ def test_port_in_use_is_reported(repo_root: Path, tmp_path: Path) -> None:
         )  # fmt: skip
     assert proc.returncode != 0
     assert f"port {port} for MLflow is already in use" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["ctrl-c after the pipe's reader died", "terminal closed"])
+def test_a_dead_reader_or_a_closed_terminal_orphans_nothing(
+    repo_root: Path, tmp_path: Path, how: str
+) -> None:
+    """`make up | tee up.log` then Ctrl-C kills tee first: the shutdown's own output must not
+    stop it (BrokenPipeError). Closing the terminal sends SIGHUP: the same clean stop."""
+    import sys
+
+    mlflow_port, serve_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlkube", "up", "--mlflow-port", str(mlflow_port),
+         "--serve-port", str(serve_port), "--state-dir", str(tmp_path / "state")],
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        ready = f"http://127.0.0.1:{serve_port}/healthz/ready"
+        wait_for(lambda: urllib.request.urlopen(ready, timeout=2).status == 200,
+                 PROCESS_START_S, "the model server", proc)  # type: ignore[arg-type]  # fmt: skip
+        children = descendants(proc.pid)
+        assert len(children) >= 2, "make up started no MLflow or model server"
+        if how.startswith("ctrl-c"):
+            proc.stdout.close()  # tee is gone: every later print hits a broken pipe
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGHUP)
+        proc.wait(timeout=PROCESS_STOP_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + PROCESS_STOP_S
+    while time.monotonic() < deadline and any(alive(p) for p in children):
+        time.sleep(0.2)
+    survivors = [p for p in children if alive(p)]
+    assert not survivors, f"processes outlived make up ({how}): {survivors}"
+    for port in (mlflow_port, serve_port):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))  # the ports are free again

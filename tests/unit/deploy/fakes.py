@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mlkube.deploy.console import Console
+from mlkube.core.console import Console
 from mlkube.deploy.context import Ctx
 from mlkube.deploy.helm import Revision
 from mlkube.deploy.options import Options

@@ -1,7 +1,5 @@
 """Progress output a person can follow: one header per step, indented details, a clear verdict.
-
-Standard library only, so anything that prints progress (the deploy commands, ``make up``) can
-use it without pulling in the rest of the deploy driver."""
+The one console of `make deploy` and friends and of `make up`."""
 
 from __future__ import annotations
 
@@ -16,8 +14,13 @@ class Console:
         self.out = out or sys.stdout
 
     def _write(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        """A reader that went away (`make up | tee` after Ctrl-C, a closed terminal) must never
+        stop what runs, least of all a shutdown: its errors are dropped."""
+        try:
+            self.out.write(text + "\n")
+            self.out.flush()
+        except OSError:
+            pass
 
     def header(self, index: int, total: int, title: str) -> None:
         self._write(f"==> [{index}/{total}] {title}")
