@@ -58,7 +58,8 @@ train: venv ## Run one training run: on the cluster when ENV is set to a cluster
 ifeq ($(origin ENV),command line)
 	$(DEPLOY) train $(DEPLOY_ARGS)
 else
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} $(PY) -m jobs.train --trigger manual
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
+		TRAIN_CONNECT_TIMEOUT=$${TRAIN_CONNECT_TIMEOUT:-10} $(PY) -m jobs.train --trigger manual
 endif
 
 # The unit layer needs none of these plugins, whose imports (hypothesis above all) cost seconds.

@@ -78,9 +78,11 @@ def _where(loc: tuple[int | str, ...]) -> str:
 def report_failure(exc: Exception, settings: TrainSettings) -> int:
     """The message and exit code for an expected failure: 2 bad input, 1 MLflow unreachable."""
     if isinstance(exc, Unreachable):
+        local = "127.0.0.1" in settings.tracking_uri or "localhost" in settings.tracking_uri
+        hint = "start one with `make up` (in another terminal), or " if local else ""
         sys.stderr.write(
-            f"error: cannot reach the MLflow tracking server at {settings.tracking_uri} "
-            f"(set MLFLOW_TRACKING_URI or --tracking-uri): {exc}\n"
+            f"error: cannot reach the MLflow tracking server at {settings.tracking_uri}: {exc}\n"
+            f"  {hint}point MLFLOW_TRACKING_URI / --tracking-uri at yours\n"
         )
         return EXIT_UNREACHABLE
     sys.stderr.write(f"error: {exc}\n")

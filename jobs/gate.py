@@ -48,6 +48,19 @@ class Decision:
             tags[f"{TAG_PREFIX}.delta"] = f"{self.delta:+.6f}"
         return tags
 
+    def description(self) -> str:
+        """One line for the registry page (the version's description), e.g.
+        ``promoted: f1_macro 0.9666 vs 0.9333 (v5), +0.0333``."""
+        verdict = "promoted" if self.promote else "not promoted"
+        line = f"{verdict}: {self.metric} {self.challenger_score:.4f}"
+        if self.champion_score is not None and self.delta is not None:
+            line += f" vs {self.champion_score:.4f} (v{self.champion_version}), {self.delta:+.4f}"
+        elif self.champion_version is None:
+            line += ", no champion yet"
+        # A plain win says all in its figures; anything else says why.
+        plain_win = self.promote and self.reason.startswith(("challenger wins", "no champion"))
+        return line if plain_win else f"{line} ({self.reason})"
+
     def summary(self) -> str:
         if self.champion_score is None:
             against = "no comparable champion"
@@ -184,6 +197,8 @@ def run_gate(
         client.set_model_version_tag(model_name, version, key, value)
         if run_id:
             client.set_tag(run_id, key, value)
+    # The registry page shows each version's description, not its tags: say why there.
+    client.update_model_version(model_name, version, description=decision.description())
     if decision.promote:
         client.set_registered_model_alias(model_name, alias, version)
     return decision

@@ -2,54 +2,17 @@
 
     python -m jobs.train [--data PATH_OR_URL --target COLUMN] [--classifier ...] [--seed N]
 
-Exit codes: 0 trained (promoted or not), 2 bad input, 1 MLflow unreachable or run failed."""
+Exit codes: 0 trained (promoted or not), 2 bad input, 1 MLflow unreachable or run failed.
+The flags are parsed before MLflow and scikit-learn are imported (:mod:`jobs.training`)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.data.pandas_dataset import from_pandas
-from mlflow.models import infer_signature
-
-from jobs.cli import (
-    FLAGS,
-    add_settings_flags,
-    git_commit,
-    report_failure,
-    settings_from,
-    setup_logging,
-)
-from jobs.data import IRIS_SOURCE, DataError, Dataset, bootstrap, holdout_split, load_dataset
-from jobs.gate import Decision, run_gate
-from jobs.model import build_pipeline, score
-from jobs.settings import TrainSettings
+from jobs.cli import FLAGS, add_settings_flags, report_failure, settings_from, setup_logging
 from mlkube.core.backoff import Unreachable
-from mlkube.core.names import TAG_PREFIX
-from mlkube.core.tracking import wait_for_tracking_server
-
-log = logging.getLogger("jobs.train")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_id: str
-    version: str
-    scores: dict[str, float]
-    decision: Decision
-    seed: int
-
-
-def seed_for(now: datetime) -> int:
-    """The run date as YYYYMMDD: a different bootstrap sample each day, reproducible."""
-    return int(now.strftime("%Y%m%d"))
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -70,140 +33,6 @@ def _literal(raw: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
-
-
-def train(
-    settings: TrainSettings,
-    *,
-    params: dict[str, Any] | None = None,
-    promote: bool = True,
-    force_promote: bool = False,
-    now: datetime | None = None,
-) -> TrainResult:
-    """The whole run. Raises DataError/ValueError on bad input, Unreachable when MLflow is down."""
-    dataset = load_dataset(settings.data, settings.target)
-    seed = settings.seed if settings.seed is not None else seed_for(now or datetime.now(UTC))
-    pipeline = build_pipeline(settings.classifier, params or {}, seed)
-    log.info(
-        "data %s: %d rows, %d features, %d classes; bootstrap seed %d",
-        dataset.source, len(dataset.frame), len(dataset.features), dataset.y.nunique(), seed,
-    )  # fmt: skip
-
-    wait_for_tracking_server(settings.tracking_uri, timeout=settings.connect_timeout)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_experiment(settings.experiment)
-    client = MlflowClient(settings.tracking_uri)
-
-    split = holdout_split(dataset)
-    X_boot, y_boot = bootstrap(split.X_train, split.y_train, seed)
-    with mlflow.start_run(tags=_run_tags(settings, seed)) as run:
-        _log_lineage(dataset, split.X_holdout.index)
-        pipeline.fit(X_boot, y_boot)
-        scores = score(pipeline, split.X_holdout, split.y_holdout)
-        mlflow.log_params(
-            {
-                "classifier": settings.classifier,
-                "bootstrap_seed": seed,
-                "train_rows": len(X_boot),
-                "holdout_rows": len(split.X_holdout),
-                "metric": settings.metric,
-                "min_improvement": settings.min_improvement,
-                **{f"clf_{k}": v for k, v in (params or {}).items()},
-            }
-        )
-        mlflow.log_metrics(scores)
-        log.info("holdout: %s", ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-        example = split.X_holdout.head(3)
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=infer_signature(example, pipeline.predict(example)),
-            input_example=example,
-            registered_model_name=settings.model_name,
-            # Explicit requirements: MLflow's inference imports the model in a subprocess and
-            # costs ~30 s a run; these are exactly what the pipeline needs to load.
-            pip_requirements=model_requirements(),
-            skops_trusted_types=trusted_types(pipeline),
-        )
-        version = str(info.registered_model_version)
-        log.info("registered %s v%s", settings.model_name, version)
-        decision = run_gate(
-            client,
-            model_name=settings.model_name,
-            alias=settings.model_alias,
-            version=version,
-            run_id=run.info.run_id,
-            challenger_scores=scores,
-            X_holdout=split.X_holdout,
-            y_holdout=split.y_holdout,
-            metric=settings.metric,
-            min_improvement=settings.min_improvement,
-            force=force_promote,
-            no_promote=not promote,
-        )
-    log.info("%s v%s: %s", settings.model_name, version, decision.summary())
-    return TrainResult(run.info.run_id, version, scores, decision, seed)
-
-
-def model_requirements() -> list[str]:
-    from importlib.metadata import version
-
-    packages = ("mlflow-skinny", "scikit-learn", "numpy", "pandas", "scipy", "skops")
-    return [f"{name}=={version(name)}" for name in packages]
-
-
-def trusted_types(pipeline: Any) -> list[str] | None:
-    """Types skops refuses to load without being told (e.g. a random forest's trees). We built
-    this model in this very process, so it is trusted by construction; naming the types lets the
-    server load it without falling back to pickle."""
-    from skops.io import dumps, get_untrusted_types
-
-    return list(get_untrusted_types(data=dumps(pipeline))) or None
-
-
-def _run_tags(settings: TrainSettings, seed: int) -> dict[str, str]:
-    tags = {
-        f"{TAG_PREFIX}.trigger": settings.trigger,
-        f"{TAG_PREFIX}.bootstrap_seed": str(seed),
-        f"{TAG_PREFIX}.model_name": settings.model_name,
-    }
-    commit = git_commit(settings)
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-def _dataset_source(source: str) -> Any:
-    """An explicit MLflow dataset source, so lineage records what the data really is."""
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import get_registered_sources
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
-
-    if source == IRIS_SOURCE:
-        return CodeDatasetSource(tags={"mlflow.source.name": IRIS_SOURCE})
-    if source.startswith(("http://", "https://")):
-        return HTTPDatasetSource(url=source)  # type: ignore[no-untyped-call]
-    if "://" in source:
-        return source  # s3://, gs://...: MLflow resolves these itself
-    # The local-file source class is generated at import time (and registered twice, so passing
-    # a bare path makes MLflow warn that it is ambiguous): take it from the registry.
-    sources: list[Any] = get_registered_sources()
-    local = next(s for s in sources if s.__name__ == "LocalArtifactDatasetSource")
-    return local(str(Path(source).resolve()))
-
-
-def _log_lineage(dataset: Dataset, holdout_index: Any) -> None:
-    """Dataset lineage: the full source, and the holdout rows every run is judged on."""
-    source = _dataset_source(dataset.source)
-    full = from_pandas(dataset.frame, source=source, targets=dataset.target, name=dataset.name)
-    mlflow.log_input(full, context="training")
-    holdout = from_pandas(
-        dataset.frame.loc[holdout_index],
-        source=source,
-        targets=dataset.target,
-        name=f"{dataset.name}-holdout",
-    )
-    mlflow.log_input(holdout, context="holdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args)
     try:
         params = parse_params(args.param)
+    except ValueError as exc:
+        return report_failure(exc, settings)
+
+    from jobs.data import DataError
+    from jobs.training import train
+
+    try:
         result = train(
             settings, params=params, promote=not args.no_promote, force_promote=args.force_promote
         )

@@ -39,6 +39,8 @@ def test_first_run_registers_and_promotes_v1(mlflow_env: str, model_name: str) -
     mv = client.get_model_version(model_name, "1")
     assert mv.tags["mlkube.decision"] == "promoted"
     assert mv.tags["mlkube.decision_reason"] == "no champion yet"
+    assert mv.description.startswith("promoted: f1_macro ")  # the registry page says why
+    assert mv.description.endswith(", no champion yet")
     run = client.get_run(mv.run_id)
     assert run.data.tags["mlkube.trigger"] == "cron"
     assert run.data.tags["mlkube.bootstrap_seed"] == "7"
@@ -84,6 +86,8 @@ def test_better_challenger_takes_over(mlflow_env: str, model_name: str) -> None:
     tags = version_tags(client, model_name, "2")
     assert tags["mlkube.decision"] == "promoted"
     assert float(tags["mlkube.delta"]) > 0
+    description = client.get_model_version(model_name, "2").description
+    assert " (v1), +" in description, description
 
 
 def test_equal_challenger_keeps_the_champion(mlflow_env: str, model_name: str) -> None:

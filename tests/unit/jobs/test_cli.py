@@ -4,7 +4,8 @@ import pytest
 
 from jobs.cli import settings_from
 from jobs.model import build_pipeline
-from jobs.train import build_parser, parse_params, seed_for
+from jobs.train import build_parser, parse_params
+from jobs.training import seed_for
 
 
 def test_flags_override_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,3 +59,15 @@ def test_tags_record_both_scores_and_previous_version() -> None:
     assert tags["mlkube.challenger_score"] == "0.970000"
     assert tags["mlkube.champion_score"] == "0.930000"
     assert tags["mlkube.delta"] == "+0.040000"
+
+
+def test_the_registry_page_says_why_in_one_line() -> None:
+    won = decide("f1_macro", 0.9666, 0.9333, champion_version="5")
+    assert won.description() == "promoted: f1_macro 0.9666 vs 0.9333 (v5), +0.0333"
+    assert (
+        decide("f1_macro", 0.9, None).description() == "promoted: f1_macro 0.9000, no champion yet"
+    )
+    tie = decide("accuracy", 0.9, 0.9, champion_version="2")
+    assert tie.description() == (
+        "not promoted: accuracy 0.9000 vs 0.9000 (v2), +0.0000 (tie: the champion stays)"
+    )
