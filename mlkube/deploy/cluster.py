@@ -68,7 +68,8 @@ def use_context(ctx: Ctx) -> None:
             raise StepFailed(
                 f"no kube-context {ctx.opts.kind_context}: is there a kind cluster named "
                 f"{ctx.opts.cluster}? `make deploy` creates it (KIND_CLUSTER names it)",
-                look="kind get clusters; kubectl config get-contexts",
+                look=("kind get clusters; " if ctx.tools.get("kind") else "")
+                + "kubectl config get-contexts",
             )
         ctx.state.context = ctx.opts.kind_context
         ctx.console.info(f"kube-context {ctx.context}")

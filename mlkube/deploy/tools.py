@@ -18,22 +18,30 @@ def check_tools(names: tuple[str, ...], docker_daemon: bool) -> Callable[[Ctx], 
     Docker daemon answers); it names each missing tool with how to get it."""
 
     def action(ctx: Ctx) -> None:
-        missing = [n for n in names if not ctx.tools.get(n)]
-        if missing:
-            raise StepFailed("\n".join(f"{n} is missing: {TOOL_HINTS.get(n, n)}" for n in missing))
-        for name in names:
-            ctx.console.info(f"{name}: {ctx.tools[name]}")
-        if "helm" in names:
-            ctx.console.info(f"helm version {check_helm_version(ctx)}")
-        if docker_daemon:
+        # Everything that is wrong at once: a stopped Docker daemon is worth knowing before
+        # installing the other tools, not after.
+        problems = [
+            f"{n} is missing: {TOOL_HINTS.get(n, n)}" for n in names if not ctx.tools.get(n)
+        ]
+        daemon = ""
+        if docker_daemon and ctx.tools.get("docker"):
             info = ctx.run("docker", "info", "--format", "{{.ServerVersion}}", check=False)
-            if not info.ok:
-                raise StepFailed(
+            if info.ok:
+                daemon = info.stdout.strip()
+            else:
+                problems.append(
                     "Docker is installed but its daemon does not answer: start Docker Desktop, "
                     "or the service (`sudo systemctl start docker`), then retry.\n"
                     + (info.stderr.strip().splitlines() or [""])[-1]
                 )
-            ctx.console.info(f"docker daemon {info.stdout.strip()}")
+        if problems:
+            raise StepFailed("\n".join(problems))
+        for name in names:
+            ctx.console.info(f"{name}: {ctx.tools[name]}")
+        if "helm" in names:
+            ctx.console.info(f"helm version {check_helm_version(ctx)}")
+        if daemon:
+            ctx.console.info(f"docker daemon {daemon}")
 
     return action
 

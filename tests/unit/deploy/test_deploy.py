@@ -406,7 +406,20 @@ def test_missing_tools_are_named_with_how_to_get_them(repo: Path) -> None:
     assert "go install sigs.k8s.io/kind" in text
     assert "helm is missing: run `make tools`" in text
     assert "docker is missing" not in text
-    assert cmds.calls == []
+    assert [c[:2] for c in cmds.calls] == [["docker", "info"]]  # nothing run but the check
+
+
+def test_a_stopped_docker_daemon_is_named_with_the_missing_tools(repo: Path) -> None:
+    """Said at once, not after the user has installed kind and helm."""
+    cmds = FakeCommands().on("docker", "info", answer=fail("Cannot connect to the Docker daemon"))
+    tools = {"docker": "/usr/bin/docker", "kind": None, "kubectl": "/k", "helm": "/h"}
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, tools=tools)
+
+    assert run_steps(plan_deploy(ctx.opts), ctx) == 1
+
+    text = out.getvalue()
+    assert "kind is missing" in text
+    assert "its daemon does not answer" in text
 
 
 @pytest.mark.parametrize(
