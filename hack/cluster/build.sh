@@ -115,6 +115,9 @@ build_cni() {
             "github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION"
     done
     ls -l "$DIR/cni"
+    for b in bridge loopback host-local portmap; do
+        [[ -x "$DIR/cni/$b" ]] || { echo "CNI plugin $b missing after the build"; return 1; }
+    done
 }
 
 build_crictl() {

@@ -155,6 +155,8 @@ def start(name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
     if pid and alive(pid):
         say(f"{name}: already running (pid {pid})")
         return pid
+    if not Path(cmd[0]).exists():
+        raise ClusterError(f"{name}: {cmd[0]} is missing: run hack/cluster/build.sh (or make cluster-up without --no-build)")
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"{name}.log", "ab")
     log.write(f"\n==== {time.strftime('%F %T')} {' '.join(map(str, cmd))}\n".encode())
@@ -497,6 +499,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 [plugins."io.containerd.cri.v1.runtime"]
   enable_selinux = false
+  # the kubelet asks for negative oom_score_adj (sandboxes -998); this host
+  # refuses lowering it even to root, and runc's init then dies ("can't get
+  # final child's PID from pipe: EOF"): clamp to containerd's own score
+  restrict_oom_score_adj = true
   # pod network namespaces are pinned under the state dir, so `down` finds them
   netns_mounts_under_state_dir = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
