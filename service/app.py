@@ -14,6 +14,9 @@ from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
@@ -39,6 +42,27 @@ class _HotRoute(Route):
         if match is not Match.NONE:
             child_scope["route"] = self
         return match, child_scope
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the assets the swagger-ui-bundle package ships (no network).
+    There is no ReDoc page: no maintained Python package ships its assets."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,8 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`/v2/...` (Open Inference Protocol). Probes: `/healthz/live`, `/healthz/ready`."
         ),
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI and ReDoc from a CDN: blank on an air-gapped
+        # cluster. /docs is served below from the swagger-ui-bundle package instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = state
+    _serve_docs(app)
     install_error_handlers(app)
     # Hot routes first: a request is matched against the routes in this order.
     for router in (invocations.router, predict.router, v2.router, health.router, info.router):

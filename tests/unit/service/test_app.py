@@ -165,6 +165,18 @@ def test_openapi_and_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
+def test_the_api_page_needs_no_network(client: TestClient) -> None:
+    """Every script and stylesheet of /docs comes from this server (air-gapped clusters)."""
+    import re
+
+    page = client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets, page
+    for url in assets:
+        assert url.startswith("/"), f"/docs loads {url} from another host"
+        assert client.get(url).status_code == 200, url
+
+
 HUGE = [1e308, 1e308, 1e308, 1e308]  # finite inputs whose scaled values overflow to infinity
 
 
