@@ -84,6 +84,9 @@ API_PORT = int(os.environ.get("MLKUBE_CLUSTER_API_PORT", "6443"))
 ETCD_PORT = int(os.environ.get("MLKUBE_CLUSTER_ETCD_PORT", "23790"))
 API_URL = f"https://{NODE_IP}:{API_PORT}"
 CONTAINERD_SOCK = RUN / "containerd" / "containerd.sock"
+# containerd's root (content store, snapshots: the imported images) outlives
+# `down`, so the next `up` has the images already; `down --purge` removes it.
+CONTAINERD_ROOT = Path(os.environ.get("MLKUBE_CLUSTER_IMAGE_STORE", str(CACHE / "containerd-root")))
 EGRESS_CHAIN = "MLKUBE-CLUSTER-EGRESS"
 # Host sysctls the kubelet / networking need; the old values are restored by `down`.
 SYSCTLS = {
@@ -475,7 +478,7 @@ def start_scheduler() -> None:
 
 
 def containerd_config() -> str:
-    root, state = STATE / "containerd" / "root", STATE / "containerd" / "state"
+    root, state = CONTAINERD_ROOT, STATE / "containerd" / "state"
     return f"""version = 3
 root = "{root}"
 state = "{state}"
@@ -845,10 +848,11 @@ def image_refs() -> list[str]:
 def cmd_images(args) -> None:
     """Import the mlkube images into the node's containerd (namespace k8s.io).
     Archives are cached by image ID, so an unchanged image is not re-saved."""
-    refs = args.refs or image_refs()
+    refs = getattr(args, "refs", None) or image_refs()
     cache = CACHE / "images" / "mlkube"
     cache.mkdir(parents=True, exist_ok=True)
-    have = set(ctr("images", "ls", "-q").stdout.split())
+    crictl = run([str(BIN / "crictl"), f"--runtime-endpoint=unix://{CONTAINERD_SOCK}", "images", "-o", "json"]).stdout
+    have = {tag: img["id"] for img in json.loads(crictl)["images"] for tag in img.get("repoTags") or []}
     for ref in refs:
         t = time.monotonic()
         image_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", ref]).stdout.strip()
@@ -863,8 +867,8 @@ def cmd_images(args) -> None:
             for old in cache.glob("*.tar"):
                 if old != tar and old.stat().st_mtime < tar.stat().st_mtime - 7 * 86400:
                     old.unlink()
-        if ref in have:
-            say(f"images: {ref} already in the node")
+        if have.get(ref, "").removeprefix("sha256:") == image_id.removeprefix("sha256:"):
+            say(f"images: {ref} already in the node ({image_id[:12]})")
             continue
         ctr("images", "import", str(tar), timeout=900)
         say(f"images: {ref} imported ({time.monotonic() - t:.1f}s)")
@@ -985,14 +989,14 @@ def cmd_down(args) -> None:
         say(f"killed {n} leftover container processes (cgroup kubepods)")
     # 3. mounts under the state dir (volumes, rootfs, shm, netns)
     for attempt in range(3):
-        mps = mounts_under([str(STATE)])
+        mps = mounts_under([str(STATE), str(CONTAINERD_ROOT)])
         if not mps:
             break
         for mp in mps:
             if run(["umount", mp], check=False).returncode != 0:
                 run(["umount", "-l", mp], check=False)
         say(f"unmounted {len(mps)} mounts under {STATE}")
-    left = mounts_under([str(STATE)])
+    left = mounts_under([str(STATE), str(CONTAINERD_ROOT)])
     if left:
         raise ClusterError(f"mounts left under {STATE}: {left[:5]}")
     # 4. interfaces: veths on our bridge, then the bridge
@@ -1007,6 +1011,11 @@ def cmd_down(args) -> None:
     if STATE.exists():
         shutil.rmtree(STATE, ignore_errors=False)
         say(f"removed {STATE}")
+    if getattr(args, "purge", False) and CONTAINERD_ROOT.exists():
+        shutil.rmtree(CONTAINERD_ROOT)
+        say(f"removed the image store {CONTAINERD_ROOT}")
+    elif CONTAINERD_ROOT.exists():
+        say(f"kept the image store {CONTAINERD_ROOT} (down --purge removes it)")
     say(f"cluster down in {time.monotonic() - T0:.1f}s")
 
 
@@ -1034,7 +1043,9 @@ def main() -> int:
     up.add_argument("--build", action=argparse.BooleanOptionalAction, default=True,
                     help="run hack/cluster/build.sh first (a no-op when the cache is complete)")
     up.set_defaults(fn=cmd_up)
-    sub.add_parser("down").set_defaults(fn=cmd_down)
+    down = sub.add_parser("down")
+    down.add_argument("--purge", action="store_true", help="also remove the image store (containerd root)")
+    down.set_defaults(fn=cmd_down)
     sub.add_parser("status").set_defaults(fn=cmd_status)
     im = sub.add_parser("images")
     im.add_argument("refs", nargs="*", help="podman image refs (default: the four mlkube images)")
