@@ -54,8 +54,14 @@ build_step() {
     fi
     local t=$SECONDS log="$LOGS/$name.log"
     say "$name $version: building (log: $log)"
-    if ! "$fn" >"$log" 2>&1; then
-        say "$name $version: FAILED after $((SECONDS - t))s; last lines of $log:"
+    # a subshell outside any `if`, so that `set -e` holds inside the function
+    local rc=0
+    set +e
+    ( set -e; "$fn" ) >"$log" 2>&1
+    rc=$?
+    set -e
+    if [[ $rc != 0 ]]; then
+        say "$name $version: FAILED (exit $rc) after $((SECONDS - t))s; last lines of $log:"
         tail -n 30 "$log" | sed 's/^/    /'
         exit 1
     fi
