@@ -239,8 +239,10 @@ def _ssl_ctx(client: str | None = "admin", verify: bool = True) -> ssl.SSLContex
 
 
 def http_get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 3) -> tuple[int, str]:
+    # never through an HTTP proxy from the environment: every address here is local
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
     try:
-        with urllib.request.urlopen(url, context=ctx, timeout=timeout) as r:  # noqa: S310
+        with opener.open(url, timeout=timeout) as r:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
@@ -757,6 +759,67 @@ def start_coredns() -> None:
              f"answers on the kube-dns Service {DNS_SERVICE_IP}")
 
 
+TRAEFIK_RBAC = """apiVersion: v1
+kind: ServiceAccount
+metadata: {name: traefik, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "mlkube:traefik"}
+rules:
+- apiGroups: [""]
+  resources: [services, secrets, nodes]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses, ingressclasses]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses/status]
+  verbs: [update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "mlkube:traefik"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mlkube:traefik"}
+subjects:
+- {kind: ServiceAccount, name: traefik, namespace: kube-system}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: traefik
+  annotations: {ingressclass.kubernetes.io/is-default-class: "true"}
+spec:
+  controller: traefik.io/ingress-controller
+"""
+
+INGRESS_PING = "127.0.0.1:18080"
+
+
+def start_traefik() -> None:
+    """The Ingress controller: Traefik as a host process on NODE_IP:80, the
+    cluster's default IngressClass `traefik`; it proxies to pod IPs over the bridge."""
+    apply(TRAEFIK_RBAC)
+    token = STATE / "traefik.token"
+    token.write_text(kubectl("create", "token", "traefik", "-n", "kube-system", "--duration=24h").stdout.strip())
+    os.chmod(token, 0o600)
+    start("traefik", [
+        BIN / "traefik",
+        "--global.checknewversion=false", "--global.sendanonymoususage=false",
+        f"--entrypoints.web.address={NODE_IP}:80", f"--entrypoints.traefik.address={INGRESS_PING}",
+        "--ping=true", "--ping.entrypoint=traefik", "--log.level=INFO",
+        "--providers.kubernetesingress=true",
+        f"--providers.kubernetesingress.endpoint={API_URL}",
+        f"--providers.kubernetesingress.token={token}",
+        f"--providers.kubernetesingress.certauthfilepath={PKI / 'ca.crt'}",
+        f"--providers.kubernetesingress.ingressendpoint.ip={NODE_IP}",
+    ])
+    wait_for("traefik", ok_200(f"http://{INGRESS_PING}/ping"), 60, f"serving Ingresses on http://{NODE_IP}:80")
+
+
 def start_kwok() -> None:
     kc = _component_kubeconfig("kwok")
     start("kwok", [
@@ -787,6 +850,8 @@ def ensure_built() -> None:
     env = dict(os.environ)
     if NODE_MODE != "kwok":
         env.setdefault("MLKUBE_CLUSTER_KWOK", "0")
+    if NODE_MODE != "real":
+        env.setdefault("MLKUBE_CLUSTER_INGRESS", "0")
     p = subprocess.run(["bash", str(HERE / "build.sh")], env=env)
     if p.returncode != 0:
         raise ClusterError("hack/cluster/build.sh failed (see above)")
@@ -817,6 +882,10 @@ def cmd_up(args) -> None:
         start_kube_proxy()
         wait_for("kubelet", node_ready, 120, f"node {NODE_NAME} Ready")
         start_coredns()
+        if (BIN / "traefik").exists():
+            start_traefik()
+        else:
+            say("traefik: not built (MLKUBE_CLUSTER_INGRESS=1 hack/cluster/build.sh): no Ingress controller")
     elif NODE_MODE == "kwok":
         start_kwok()
         wait_for("kwok", node_ready, 60, f"fake node {NODE_NAME} Ready")
@@ -975,7 +1044,7 @@ def cmd_down(args) -> None:
             say(f"containerd: stopping and removing {len(pods)} pod sandboxes")
             run([*crictl, "stopp", *pods], check=False, timeout=120)
             run([*crictl, "rmp", "-f", *pods], check=False, timeout=120)
-    for name in ("coredns", "kube-proxy", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "containerd", "etcd"):
+    for name in ("traefik", "coredns", "kube-proxy", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "containerd", "etcd"):
         stop(name)
     # 2. leftovers: shims of our containerd, processes in the kubelet's cgroups
     for pid in our_shims():
@@ -1022,7 +1091,7 @@ def cmd_down(args) -> None:
 def cmd_status(args) -> None:
     any_up = False
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet",
-                 "kube-proxy", "coredns", "kwok"):
+                 "kube-proxy", "coredns", "traefik", "kwok"):
         pid = read_pid(name)
         if pid:
             any_up = True

@@ -159,3 +159,39 @@ def test_pod_resolves_and_reaches_a_service(namespace):
             "r=u.Request('https://kubernetes.default.svc/version', headers={'Authorization': 'Bearer '+open(d+'token').read()});"
             "print(u.urlopen(r, context=ssl.create_default_context(cafile=d+'ca.crt'), timeout=5).status)")
     assert _exec_python(namespace, pod, code).strip() == "200"
+
+
+def test_ingress_routes_to_the_service(namespace):
+    if not _real_node():
+        pytest.skip("fake (kwok) node: no containers run")
+    if _kubectl("get", "ingressclass", "traefik", check=False).returncode != 0:
+        pytest.skip("no Ingress controller (Traefik not built)")
+    import urllib.request
+
+    _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", SERVE))
+    host = f"{namespace}.mlkube.test"
+    _kubectl("apply", "-n", namespace, "-f", "-", input=f"""apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web}}
+spec:
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{name: http}}}}}}}}
+""")
+    _kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=180s", timeout=200)
+    node_ip = next(a["address"] for a in _node()["status"]["addresses"] if a["type"] == "InternalIP")
+    deadline, status = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"http://{node_ip}/healthz/live", headers={"Host": host})
+        try:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local address: no proxy
+            with opener.open(req, timeout=5) as r:
+                status = r.status
+                break
+        except OSError:
+            time.sleep(1)
+    assert status == 200
+    ing = json.loads(_kubectl("get", "ingress", "web", "-n", namespace, "-o", "json").stdout)
+    assert ing["spec"].get("ingressClassName") == "traefik"  # the default IngressClass
