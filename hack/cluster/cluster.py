@@ -110,10 +110,14 @@ def say(msg: str) -> None:
     print(f"[cluster {time.monotonic() - T0:6.1f}s] {msg}", flush=True)
 
 
-def run(cmd: list[str], check: bool = True, capture: bool = True, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], check: bool = True, capture: bool = True, timeout: float = 120, **kw
+) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, text=True, capture_output=capture, timeout=timeout, **kw)
     if check and p.returncode != 0:
-        raise ClusterError(f"{' '.join(map(str, cmd))} exited {p.returncode}: {(p.stderr or '').strip()[-2000:]}")
+        raise ClusterError(
+            f"{' '.join(map(str, cmd))} exited {p.returncode}: {(p.stderr or '').strip()[-2000:]}"
+        )
     return p
 
 
@@ -122,7 +126,7 @@ def log_tail(name: str, n: int = 25) -> str:
     if not path.exists():
         return f"    (no log at {path})"
     lines = path.read_text(errors="replace").splitlines()[-n:]
-    return "\n".join("    " + l for l in lines)
+    return "\n".join("    " + line for line in lines)
 
 
 # ----------------------------------------------------------------------------
@@ -159,18 +163,28 @@ def start(name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
         say(f"{name}: already running (pid {pid})")
         return pid
     if not Path(cmd[0]).exists():
-        raise ClusterError(f"{name}: {cmd[0]} is missing: run hack/cluster/build.sh (or make cluster-up without --no-build)")
+        raise ClusterError(
+            f"{name}: {cmd[0]} is missing: run hack/cluster/build.sh "
+            "(or make cluster-up without --no-build)"
+        )
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"{name}.log", "ab")
     log.write(f"\n==== {time.strftime('%F %T')} {' '.join(map(str, cmd))}\n".encode())
     log.flush()
     full_env = dict(os.environ)
-    full_env["PATH"] = f"{BIN}:{CNI_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    full_env["PATH"] = (
+        f"{BIN}:{CNI_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    )
     full_env.pop("KUBECONFIG", None)
     full_env.update(env or {})
     p = subprocess.Popen(
-        [str(c) for c in cmd], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        env=full_env, start_new_session=True, cwd=str(STATE),
+        [str(c) for c in cmd],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        start_new_session=True,
+        cwd=str(STATE),
     )
     pidfile(name).write_text(f"{p.pid}\n")
     say(f"{name}: started (pid {p.pid}, log {LOGS / (name + '.log')})")
@@ -184,7 +198,9 @@ def wait_for(name: str, check, timeout: float, what: str) -> None:
     while time.monotonic() < deadline:
         pid = read_pid(name)
         if pid is not None and not alive(pid):
-            raise ClusterError(f"{name} exited while waiting for {what}; last lines of its log:\n{log_tail(name)}")
+            raise ClusterError(
+                f"{name} exited while waiting for {what}; last lines of its log:\n{log_tail(name)}"
+            )
         try:
             if check():
                 say(f"{name}: {what} (after {time.monotonic() - T0:.1f}s total)")
@@ -232,7 +248,11 @@ def stop(name: str, timeout: float = 20) -> None:
 
 
 def _ssl_ctx(client: str | None = "admin", verify: bool = True) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt")) if verify else ssl._create_unverified_context()  # noqa: S323
+    ctx = (
+        ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+        if verify
+        else ssl._create_unverified_context()
+    )  # noqa: S323
     if client:
         ctx.load_cert_chain(str(PKI / f"{client}.crt"), str(PKI / f"{client}.key"))
     return ctx
@@ -240,7 +260,9 @@ def _ssl_ctx(client: str | None = "admin", verify: bool = True) -> ssl.SSLContex
 
 def http_get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 3) -> tuple[int, str]:
     # never through an HTTP proxy from the environment: every address here is local
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
+    )
     try:
         with opener.open(url, timeout=timeout) as r:
             return r.status, r.read().decode(errors="replace")
@@ -252,12 +274,17 @@ def ok_200(url: str, ctx=None, body: str | None = None):
     def check():
         code, text = http_get(url, ctx)
         return code == 200 and (body is None or body in text)
+
     return check
 
 
-def kubectl(*args: str, check: bool = True, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def kubectl(
+    *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     exe = shutil.which("kubectl", path=f"{REPO / 'bin'}:{os.environ.get('PATH', '')}") or "kubectl"
-    return run([exe, f"--kubeconfig={KUBECONFIG}", *args], check=check, input=input, timeout=timeout)
+    return run(
+        [exe, f"--kubeconfig={KUBECONFIG}", *args], check=check, input=input, timeout=timeout
+    )
 
 
 def apply(manifest: str) -> None:
@@ -279,14 +306,19 @@ def _openssl(*args: str) -> None:
     run(["openssl", *args])
 
 
-def make_cert(name: str, cn: str, org: str | None = None, sans: list[str] | None = None, server: bool = False) -> None:
+def make_cert(
+    name: str, cn: str, org: str | None = None, sans: list[str] | None = None, server: bool = False
+) -> None:
     key, crt = PKI / f"{name}.key", PKI / f"{name}.crt"
     if crt.exists():
         return
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
     subj = f"/CN={cn}" + (f"/O={org}" if org else "")
-    ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-           f"extendedKeyUsage={'serverAuth,clientAuth' if server else 'clientAuth'}"]
+    ext = [
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        f"extendedKeyUsage={'serverAuth,clientAuth' if server else 'clientAuth'}",
+    ]
     if sans:
         ext.append("subjectAltName=" + ",".join(sans))
     with tempfile.NamedTemporaryFile("w", suffix=".ext", delete=False) as f:
@@ -295,8 +327,24 @@ def make_cert(name: str, cn: str, org: str | None = None, sans: list[str] | None
     try:
         csr = PKI / f"{name}.csr"
         _openssl("req", "-new", "-key", str(key), "-subj", subj, "-out", str(csr))
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(PKI / "ca.crt"), "-CAkey", str(PKI / "ca.key"),
-                 "-CAcreateserial", "-days", "365", "-sha256", "-extfile", extfile, "-out", str(crt))
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(PKI / "ca.crt"),
+            "-CAkey",
+            str(PKI / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-sha256",
+            "-extfile",
+            extfile,
+            "-out",
+            str(crt),
+        )
         csr.unlink()
     finally:
         os.unlink(extfile)
@@ -307,21 +355,49 @@ def make_pki() -> None:
     os.chmod(PKI, 0o700)
     if not (PKI / "ca.crt").exists():
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(PKI / "ca.key"))
-        _openssl("req", "-x509", "-new", "-key", str(PKI / "ca.key"), "-subj", "/CN=mlkube-cluster-ca",
-                 "-days", "365", "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", str(PKI / "ca.crt"))
+        _openssl(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(PKI / "ca.key"),
+            "-subj",
+            "/CN=mlkube-cluster-ca",
+            "-days",
+            "365",
+            "-sha256",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            "-out",
+            str(PKI / "ca.crt"),
+        )
     if not (PKI / "sa.key").exists():
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(PKI / "sa.key"))
         _openssl("pkey", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
-    api_sans = ["DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
-                f"DNS:kubernetes.default.svc.{CLUSTER_DOMAIN}", "IP:127.0.0.1", f"IP:{NODE_IP}", f"IP:{API_SERVICE_IP}"]
+    api_sans = [
+        "DNS:localhost",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        f"DNS:kubernetes.default.svc.{CLUSTER_DOMAIN}",
+        "IP:127.0.0.1",
+        f"IP:{NODE_IP}",
+        f"IP:{API_SERVICE_IP}",
+    ]
     make_cert("apiserver", "kube-apiserver", sans=api_sans, server=True)
     make_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
     make_cert("admin", "mlkube-admin", "system:masters")
     make_cert("controller-manager", "system:kube-controller-manager")
     make_cert("scheduler", "system:kube-scheduler")
     make_cert("kubelet", f"system:node:{NODE_NAME}", "system:nodes")
-    make_cert("kubelet-serving", NODE_NAME, sans=[f"DNS:{NODE_NAME}", f"IP:{NODE_IP}", "IP:127.0.0.1"], server=True)
+    make_cert(
+        "kubelet-serving",
+        NODE_NAME,
+        sans=[f"DNS:{NODE_NAME}", f"IP:{NODE_IP}", "IP:127.0.0.1"],
+        server=True,
+    )
     make_cert("kube-proxy", "system:kube-proxy")
     make_cert("coredns", "mlkube:coredns")
     make_cert("kwok", "mlkube:kwok", "system:masters")
@@ -334,12 +410,12 @@ clusters:
 - name: mlkube
   cluster:
     server: {API_URL}
-    certificate-authority: {PKI / 'ca.crt'}
+    certificate-authority: {PKI / "ca.crt"}
 users:
 - name: {user}
   user:
-    client-certificate: {PKI / (user + '.crt')}
-    client-key: {PKI / (user + '.key')}
+    client-certificate: {PKI / (user + ".crt")}
+    client-key: {PKI / (user + ".key")}
 contexts:
 - name: mlkube
   context: {{cluster: mlkube, user: {user}}}
@@ -360,7 +436,10 @@ def save_and_set_sysctls() -> None:
     saved = STATE / "sysctl.orig.json"
     orig = json.loads(saved.read_text()) if saved.exists() else {}
     for key, value in SYSCTLS.items():
-        if NODE_MODE != "real" and key not in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"):
+        if NODE_MODE != "real" and key not in (
+            "net.ipv4.ip_forward",
+            "net.bridge.bridge-nf-call-iptables",
+        ):
             continue
         p = sysctl_path(key)
         if not p.exists():
@@ -381,7 +460,10 @@ def restore_sysctls() -> None:
             sysctl_path(key).write_text(value)
         except OSError as e:
             say(f"sysctl {key}: could not restore {value!r}: {e}")
-    say("sysctls restored: " + ", ".join(f"{k}={v}" for k, v in json.loads(saved.read_text()).items()))
+    say(
+        "sysctls restored: "
+        + ", ".join(f"{k}={v}" for k, v in json.loads(saved.read_text()).items())
+    )
 
 
 def link_exists(name: str) -> bool:
@@ -402,11 +484,27 @@ def setup_network() -> None:
     if run(["iptables", "-w", "-n", "-L", EGRESS_CHAIN], check=False).returncode != 0:
         run(["iptables", "-w", "-N", EGRESS_CHAIN])
     run(["iptables", "-w", "-F", EGRESS_CHAIN])
-    run(["iptables", "-w", "-A", EGRESS_CHAIN, "-s", str(POD_CIDR), "-d", str(POD_CIDR), "-j", "ACCEPT"])
+    run(
+        [
+            "iptables",
+            "-w",
+            "-A",
+            EGRESS_CHAIN,
+            "-s",
+            str(POD_CIDR),
+            "-d",
+            str(POD_CIDR),
+            "-j",
+            "ACCEPT",
+        ]
+    )
     run(["iptables", "-w", "-A", EGRESS_CHAIN, "-s", str(POD_CIDR), "-j", "REJECT"])
     if run(["iptables", "-w", "-C", "FORWARD", "-j", EGRESS_CHAIN], check=False).returncode != 0:
         run(["iptables", "-w", "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])
-    say(f"network: bridge {BRIDGE} {NODE_IP}/{prefix}, pods {POD_CIDR}, services {SERVICE_CIDR}, egress guard {EGRESS_CHAIN}")
+    say(
+        f"network: bridge {BRIDGE} {NODE_IP}/{prefix}, pods {POD_CIDR}, "
+        f"services {SERVICE_CIDR}, egress guard {EGRESS_CHAIN}"
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -415,36 +513,63 @@ def setup_network() -> None:
 
 def start_etcd() -> None:
     (STATE / "etcd").mkdir(parents=True, exist_ok=True)
-    start("etcd", [
-        BIN / "etcd", "--name=mlkube", f"--data-dir={STATE / 'etcd'}",
-        f"--listen-client-urls=http://127.0.0.1:{ETCD_PORT}", f"--advertise-client-urls=http://127.0.0.1:{ETCD_PORT}",
-        f"--listen-peer-urls=http://127.0.0.1:{ETCD_PORT + 10}", f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PORT + 10}",
-        f"--initial-cluster=mlkube=http://127.0.0.1:{ETCD_PORT + 10}", "--listen-metrics-urls=",
-        "--quota-backend-bytes=2147483648", "--snapshot-count=10000", "--log-level=warn",
-        "--unsafe-no-fsync=true",  # a throwaway test cluster: speed over durability
-    ])
-    wait_for("etcd", ok_200(f"http://127.0.0.1:{ETCD_PORT}/health", body='"health":"true"'), 60, "healthy")
+    start(
+        "etcd",
+        [
+            BIN / "etcd",
+            "--name=mlkube",
+            f"--data-dir={STATE / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{ETCD_PORT}",
+            f"--advertise-client-urls=http://127.0.0.1:{ETCD_PORT}",
+            f"--listen-peer-urls=http://127.0.0.1:{ETCD_PORT + 10}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PORT + 10}",
+            f"--initial-cluster=mlkube=http://127.0.0.1:{ETCD_PORT + 10}",
+            "--listen-metrics-urls=",
+            "--quota-backend-bytes=2147483648",
+            "--snapshot-count=10000",
+            "--log-level=warn",
+            "--unsafe-no-fsync=true",  # a throwaway test cluster: speed over durability
+        ],
+    )
+    wait_for(
+        "etcd",
+        ok_200(f"http://127.0.0.1:{ETCD_PORT}/health", body='"health":"true"'),
+        60,
+        "healthy",
+    )
 
 
 def start_apiserver() -> None:
-    start("kube-apiserver", [
-        BIN / "kube-apiserver",
-        f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
-        f"--bind-address={NODE_IP}", f"--advertise-address={NODE_IP}", f"--secure-port={API_PORT}",
-        f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}",
-        f"--client-ca-file={PKI / 'ca.crt'}",
-        "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
-        "--anonymous-auth=true",  # /healthz /readyz /livez only (RBAC: system:public-info-viewer)
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
-        f"--service-account-key-file={PKI / 'sa.pub'}", f"--service-account-signing-key-file={PKI / 'sa.key'}",
-        f"--kubelet-client-certificate={PKI / 'apiserver-kubelet-client.crt'}",
-        f"--kubelet-client-key={PKI / 'apiserver-kubelet-client.key'}",
-        f"--kubelet-certificate-authority={PKI / 'ca.crt'}",
-        "--kubelet-preferred-address-types=InternalIP,Hostname",
-        "--allow-privileged=true", "--profiling=false", "--enable-priority-and-fairness=false",
-        "--event-ttl=30m", "--v=1",
-    ])
+    start(
+        "kube-apiserver",
+        [
+            BIN / "kube-apiserver",
+            f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
+            f"--bind-address={NODE_IP}",
+            f"--advertise-address={NODE_IP}",
+            f"--secure-port={API_PORT}",
+            f"--tls-cert-file={PKI / 'apiserver.crt'}",
+            f"--tls-private-key-file={PKI / 'apiserver.key'}",
+            f"--client-ca-file={PKI / 'ca.crt'}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            # /healthz /readyz /livez only (RBAC: system:public-info-viewer)
+            "--anonymous-auth=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+            f"--service-account-key-file={PKI / 'sa.pub'}",
+            f"--service-account-signing-key-file={PKI / 'sa.key'}",
+            f"--kubelet-client-certificate={PKI / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={PKI / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={PKI / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--enable-priority-and-fairness=false",
+            "--event-ttl=30m",
+            "--v=1",
+        ],
+    )
     wait_for("kube-apiserver", ok_200(f"{API_URL}/readyz", _ssl_ctx()), 120, f"ready at {API_URL}")
 
 
@@ -456,27 +581,57 @@ def _component_kubeconfig(user: str) -> Path:
 
 def start_controller_manager() -> None:
     kc = _component_kubeconfig("controller-manager")
-    start("kube-controller-manager", [
-        BIN / "kube-controller-manager", f"--kubeconfig={kc}",
-        f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-        "--bind-address=127.0.0.1", "--secure-port=10257", "--leader-elect=false",
-        f"--service-account-private-key-file={PKI / 'sa.key'}", f"--root-ca-file={PKI / 'ca.crt'}",
-        "--use-service-account-credentials=true",
-        f"--cluster-signing-cert-file={PKI / 'ca.crt'}", f"--cluster-signing-key-file={PKI / 'ca.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}", "--allocate-node-cidrs=false",
-        "--profiling=false", "--v=1",
-    ])
-    wait_for("kube-controller-manager", ok_200("https://127.0.0.1:10257/healthz", _ssl_ctx(None, verify=False)), 60, "healthy")
+    start(
+        "kube-controller-manager",
+        [
+            BIN / "kube-controller-manager",
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            "--secure-port=10257",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={PKI / 'sa.key'}",
+            f"--root-ca-file={PKI / 'ca.crt'}",
+            "--use-service-account-credentials=true",
+            f"--cluster-signing-cert-file={PKI / 'ca.crt'}",
+            f"--cluster-signing-key-file={PKI / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allocate-node-cidrs=false",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
+    wait_for(
+        "kube-controller-manager",
+        ok_200("https://127.0.0.1:10257/healthz", _ssl_ctx(None, verify=False)),
+        60,
+        "healthy",
+    )
 
 
 def start_scheduler() -> None:
     kc = _component_kubeconfig("scheduler")
-    start("kube-scheduler", [
-        BIN / "kube-scheduler", f"--kubeconfig={kc}",
-        f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-        "--bind-address=127.0.0.1", "--secure-port=10259", "--leader-elect=false", "--profiling=false", "--v=1",
-    ])
-    wait_for("kube-scheduler", ok_200("https://127.0.0.1:10259/healthz", _ssl_ctx(None, verify=False)), 60, "healthy")
+    start(
+        "kube-scheduler",
+        [
+            BIN / "kube-scheduler",
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            "--secure-port=10259",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
+    wait_for(
+        "kube-scheduler",
+        ok_200("https://127.0.0.1:10259/healthz", _ssl_ctx(None, verify=False)),
+        60,
+        "healthy",
+    )
 
 
 def containerd_config() -> str:
@@ -515,11 +670,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-        BinaryName = "{shutil.which('runc') or '/usr/sbin/runc'}"
+        BinaryName = "{shutil.which("runc") or "/usr/sbin/runc"}"
         SystemdCgroup = false
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["{CNI_BIN}"]
-    conf_dir = "{STATE / 'cni' / 'net.d'}"
+    conf_dir = "{STATE / "cni" / "net.d"}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   disable_tcp_service = true
@@ -529,23 +684,36 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 
 def cni_config() -> str:
-    return json.dumps({
-        "cniVersion": "1.0.0",
-        "name": "mlkube",
-        "plugins": [{
-            "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": str(POD_CIDR), "gateway": NODE_IP}]],
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": str(STATE / "cni" / "ipam"),
-            },
-        }],
-    }, indent=1)
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "mlkube",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "hairpinMode": True,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": str(POD_CIDR), "gateway": NODE_IP}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": str(STATE / "cni" / "ipam"),
+                    },
+                }
+            ],
+        },
+        indent=1,
+    )
 
 
 def ctr(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    return run([str(BIN / "ctr"), f"--address={CONTAINERD_SOCK}", "--namespace=k8s.io", *args], timeout=timeout, check=check)
+    return run(
+        [str(BIN / "ctr"), f"--address={CONTAINERD_SOCK}", "--namespace=k8s.io", *args],
+        timeout=timeout,
+        check=check,
+    )
 
 
 def start_containerd() -> None:
@@ -556,7 +724,12 @@ def start_containerd() -> None:
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(containerd_config())
     start("containerd", [BIN / "containerd", f"--config={cfg}", "--log-level=warn"])
-    wait_for("containerd", lambda: ctr("version", timeout=10).returncode == 0, 60, f"serving on {CONTAINERD_SOCK}")
+    wait_for(
+        "containerd",
+        lambda: ctr("version", timeout=10).returncode == 0,
+        60,
+        f"serving on {CONTAINERD_SOCK}",
+    )
     pause = CACHE / "images" / "pause.tar"
     if PAUSE_IMAGE not in ctr("images", "ls", "-q").stdout.split():
         t = time.monotonic()
@@ -572,12 +745,12 @@ port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
-tlsCertFile: {PKI / 'kubelet-serving.crt'}
-tlsPrivateKeyFile: {PKI / 'kubelet-serving.key'}
+tlsCertFile: {PKI / "kubelet-serving.crt"}
+tlsPrivateKeyFile: {PKI / "kubelet-serving.key"}
 authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: true}}
-  x509: {{clientCAFile: {PKI / 'ca.crt'}}}
+  x509: {{clientCAFile: {PKI / "ca.crt"}}}
 authorization:
   mode: Webhook
 cgroupDriver: cgroupfs
@@ -595,7 +768,11 @@ maxPods: 60
 podPidsLimit: 4096
 serializeImagePulls: false
 # a shared machine: do not evict for its disk, do not GC the imported images
-evictionHard: {{memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}}
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%
+  imagefs.available: 1%
+  nodefs.inodesFree: 1%
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 imageMinimumGCAge: 10000h
@@ -612,7 +789,9 @@ serverTLSBootstrap: false
 
 def node_ready() -> bool:
     node = api_json(f"/api/v1/nodes/{NODE_NAME}")
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])
+    )
 
 
 def start_kubelet() -> None:
@@ -620,10 +799,18 @@ def start_kubelet() -> None:
     cfg = STATE / "kubelet" / "config.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(kubelet_config())
-    start("kubelet", [
-        BIN / "kubelet", f"--config={cfg}", f"--kubeconfig={kc}", f"--root-dir={STATE / 'kubelet' / 'root'}",
-        f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", "--v=1",
-    ])
+    start(
+        "kubelet",
+        [
+            BIN / "kubelet",
+            f"--config={cfg}",
+            f"--kubeconfig={kc}",
+            f"--root-dir={STATE / 'kubelet' / 'root'}",
+            f"--hostname-override={NODE_NAME}",
+            f"--node-ip={NODE_IP}",
+            "--v=1",
+        ],
+    )
     wait_for("kubelet", ok_200("http://127.0.0.1:10248/healthz"), 90, "healthy")
 
 
@@ -688,7 +875,9 @@ kind: EndpointSlice
 metadata:
   name: kube-dns-host
   namespace: kube-system
-  labels: {{kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: mlkube-cluster}}
+  labels:
+    kubernetes.io/service-name: kube-dns
+    endpointslice.kubernetes.io/managed-by: mlkube-cluster
 addressType: IPv4
 endpoints:
 - addresses: ["{NODE_IP}"]
@@ -725,10 +914,10 @@ def dns_query(name: str, server: str, port: int = 53, timeout: float = 2) -> lis
             while data[i]:
                 i += data[i] + 1
             i += 1
-        rtype, _, _, rdlen = struct.unpack(">HHIH", data[i:i + 10])
+        rtype, _, _, rdlen = struct.unpack(">HHIH", data[i : i + 10])
         i += 10
         if rtype == 1 and rdlen == 4:
-            out.append(socket.inet_ntoa(data[i:i + 4]))
+            out.append(socket.inet_ntoa(data[i : i + 4]))
         i += rdlen
     return out
 
@@ -755,8 +944,12 @@ def start_coredns() -> None:
     start("coredns", [BIN / "coredns", "-conf", corefile])
     want = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
     wait_for("coredns", lambda: API_SERVICE_IP in dns_query(want, NODE_IP), 60, f"resolves {want}")
-    wait_for("coredns", lambda: API_SERVICE_IP in dns_query(want, DNS_SERVICE_IP), 60,
-             f"answers on the kube-dns Service {DNS_SERVICE_IP}")
+    wait_for(
+        "coredns",
+        lambda: API_SERVICE_IP in dns_query(want, DNS_SERVICE_IP),
+        60,
+        f"answers on the kube-dns Service {DNS_SERVICE_IP}",
+    )
 
 
 TRAEFIK_RBAC = """apiVersion: v1
@@ -804,36 +997,62 @@ def start_traefik() -> None:
     cluster's default IngressClass `traefik`; it proxies to pod IPs over the bridge."""
     apply(TRAEFIK_RBAC)
     token = STATE / "traefik.token"
-    token.write_text(kubectl("create", "token", "traefik", "-n", "kube-system", "--duration=24h").stdout.strip())
+    token.write_text(
+        kubectl("create", "token", "traefik", "-n", "kube-system", "--duration=24h").stdout.strip()
+    )
     os.chmod(token, 0o600)
-    start("traefik", [
-        BIN / "traefik",
-        "--global.checknewversion=false", "--global.sendanonymoususage=false",
-        f"--entrypoints.web.address={NODE_IP}:80", f"--entrypoints.traefik.address={INGRESS_PING}",
-        "--ping=true", "--ping.entrypoint=traefik", "--log.level=INFO",
-        "--providers.kubernetesingress=true",
-        f"--providers.kubernetesingress.endpoint={API_URL}",
-        f"--providers.kubernetesingress.token={token}",
-        f"--providers.kubernetesingress.certauthfilepath={PKI / 'ca.crt'}",
-        f"--providers.kubernetesingress.ingressendpoint.ip={NODE_IP}",
-    ])
-    wait_for("traefik", ok_200(f"http://{INGRESS_PING}/ping"), 60, f"serving Ingresses on http://{NODE_IP}:80")
+    start(
+        "traefik",
+        [
+            BIN / "traefik",
+            "--global.checknewversion=false",
+            "--global.sendanonymoususage=false",
+            f"--entrypoints.web.address={NODE_IP}:80",
+            f"--entrypoints.traefik.address={INGRESS_PING}",
+            "--ping=true",
+            "--ping.entrypoint=traefik",
+            "--log.level=INFO",
+            "--providers.kubernetesingress=true",
+            f"--providers.kubernetesingress.endpoint={API_URL}",
+            f"--providers.kubernetesingress.token={token}",
+            f"--providers.kubernetesingress.certauthfilepath={PKI / 'ca.crt'}",
+            f"--providers.kubernetesingress.ingressendpoint.ip={NODE_IP}",
+        ],
+    )
+    wait_for(
+        "traefik",
+        ok_200(f"http://{INGRESS_PING}/ping"),
+        60,
+        f"serving Ingresses on http://{NODE_IP}:80",
+    )
 
 
 def start_kwok() -> None:
     kc = _component_kubeconfig("kwok")
-    start("kwok", [
-        BIN / "kwok", f"--kubeconfig={kc}", "--manage-all-nodes=false",
-        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-        "--manage-nodes-with-label-selector=", "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
-        "--node-ip=" + NODE_IP, "--node-port=0", "--server-address=127.0.0.1:10247",
-    ])
+    start(
+        "kwok",
+        [
+            BIN / "kwok",
+            f"--kubeconfig={kc}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--manage-nodes-with-label-selector=",
+            "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
+            "--node-ip=" + NODE_IP,
+            "--node-port=0",
+            "--server-address=127.0.0.1:10247",
+        ],
+    )
     apply(f"""apiVersion: v1
 kind: Node
 metadata:
   name: {NODE_NAME}
   annotations: {{kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}}
-  labels: {{kubernetes.io/hostname: {NODE_NAME}, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}}
+  labels:
+    kubernetes.io/hostname: {NODE_NAME}
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
 status:
   allocatable: {{cpu: "32", memory: 256Gi, pods: "110"}}
   capacity: {{cpu: "32", memory: 256Gi, pods: "110"}}
@@ -860,7 +1079,9 @@ def ensure_built() -> None:
 
 def cmd_up(args) -> None:
     if os.geteuid() != 0:
-        raise ClusterError("the local cluster needs root (it runs containerd, the kubelet and iptables)")
+        raise ClusterError(
+            "the local cluster needs root (it runs containerd, the kubelet and iptables)"
+        )
     if NODE_MODE not in ("real", "kwok", "none"):
         raise ClusterError(f"MLKUBE_CLUSTER_NODE={NODE_MODE!r}: use real, kwok or none")
     if args.build:
@@ -885,13 +1106,22 @@ def cmd_up(args) -> None:
         if (BIN / "traefik").exists():
             start_traefik()
         else:
-            say("traefik: not built (MLKUBE_CLUSTER_INGRESS=1 hack/cluster/build.sh): no Ingress controller")
+            say(
+                "traefik: not built (MLKUBE_CLUSTER_INGRESS=1 hack/cluster/build.sh): "
+                "no Ingress controller"
+            )
     elif NODE_MODE == "kwok":
         start_kwok()
         wait_for("kwok", node_ready, 60, f"fake node {NODE_NAME} Ready")
-    wait_for("kube-controller-manager", lambda: any(
-        s["metadata"]["name"] == "default" for s in api_json("/api/v1/namespaces/default/serviceaccounts")["items"]),
-        60, "default ServiceAccount created")
+    wait_for(
+        "kube-controller-manager",
+        lambda: any(
+            s["metadata"]["name"] == "default"
+            for s in api_json("/api/v1/namespaces/default/serviceaccounts")["items"]
+        ),
+        60,
+        "default ServiceAccount created",
+    )
     if args.images and NODE_MODE == "real":
         cmd_images(args)
     say(f"cluster up in {time.monotonic() - T0:.1f}s; export KUBECONFIG={KUBECONFIG}")
@@ -905,7 +1135,15 @@ def image_refs() -> list[str]:
     for n in names:
         ref = f"localhost/mlkube-{n}:{tag}" if tag else None
         if ref is None:
-            out = run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", f"localhost/mlkube-{n}"]).stdout.split()
+            out = run(
+                [
+                    "podman",
+                    "images",
+                    "--format",
+                    "{{.Repository}}:{{.Tag}}",
+                    f"localhost/mlkube-{n}",
+                ]
+            ).stdout.split()
             if not out:
                 raise ClusterError(f"no podman image localhost/mlkube-{n}: run `make images` first")
             plain = [r for r in out if r.split(":")[-1].count("-") == 0 and r.endswith(":0.1.0")]
@@ -920,8 +1158,18 @@ def cmd_images(args) -> None:
     refs = getattr(args, "refs", None) or image_refs()
     cache = CACHE / "images" / "mlkube"
     cache.mkdir(parents=True, exist_ok=True)
-    crictl = run([str(BIN / "crictl"), f"--runtime-endpoint=unix://{CONTAINERD_SOCK}", "images", "-o", "json"]).stdout
-    have = {tag: img["id"] for img in json.loads(crictl)["images"] for tag in img.get("repoTags") or []}
+    crictl = run(
+        [
+            str(BIN / "crictl"),
+            f"--runtime-endpoint=unix://{CONTAINERD_SOCK}",
+            "images",
+            "-o",
+            "json",
+        ]
+    ).stdout
+    have = {
+        tag: img["id"] for img in json.loads(crictl)["images"] for tag in img.get("repoTags") or []
+    }
     for ref in refs:
         t = time.monotonic()
         image_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", ref]).stdout.strip()
@@ -941,7 +1189,9 @@ def cmd_images(args) -> None:
             continue
         ctr("images", "import", str(tar), timeout=900)
         say(f"images: {ref} imported ({time.monotonic() - t:.1f}s)")
-    crictl = run([str(BIN / "crictl"), f"--runtime-endpoint=unix://{CONTAINERD_SOCK}", "images"], check=False).stdout
+    crictl = run(
+        [str(BIN / "crictl"), f"--runtime-endpoint=unix://{CONTAINERD_SOCK}", "images"], check=False
+    ).stdout
     print(crictl, flush=True)
 
 
@@ -964,7 +1214,11 @@ def our_shims() -> list[int]:
             argv = (d / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(CONTAINERD_SOCK).encode() in argv:
+        if (
+            argv
+            and argv[0].endswith(b"containerd-shim-runc-v2")
+            and str(CONTAINERD_SOCK).encode() in argv
+        ):
             pids.append(int(d.name))
     return pids
 
@@ -994,7 +1248,9 @@ def kill_cgroup_tree(rel: str) -> int:
             if not procs:
                 break
             time.sleep(0.5)
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]:
+        for d in sorted(
+            (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        ) + [top]:
             try:
                 d.rmdir()
             except OSError:
@@ -1013,14 +1269,23 @@ def iptables_cleanup() -> None:
             continue
         for table in ("filter", "nat", "mangle"):
             rules = run([ipt, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
-            ours = [r.split()[1] for r in rules if r.startswith("-N ") and (
-                r.split()[1].startswith("KUBE-") or r.split()[1] == EGRESS_CHAIN)]
+            ours = [
+                r.split()[1]
+                for r in rules
+                if r.startswith("-N ")
+                and (r.split()[1].startswith("KUBE-") or r.split()[1] == EGRESS_CHAIN)
+            ]
             if not ours:
                 continue
             # drop the jumps into our chains from the built-in chains, then the chains
             for r in rules:
                 parts = r.split()
-                if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in ours and parts[1] not in ours:
+                if (
+                    parts[0] == "-A"
+                    and "-j" in parts
+                    and parts[parts.index("-j") + 1] in ours
+                    and parts[1] not in ours
+                ):
                     run([ipt, "-w", "-t", table, "-D", *parts[1:]], check=False)
             for c in ours:
                 run([ipt, "-w", "-t", table, "-F", c], check=False)
@@ -1038,13 +1303,27 @@ def cmd_down(args) -> None:
         stop("kubelet")
     cpid = read_pid("containerd")
     if cpid and alive(cpid) and (BIN / "crictl").exists():
-        crictl = [str(BIN / "crictl"), f"--runtime-endpoint=unix://{CONTAINERD_SOCK}", "--timeout=20s"]
+        crictl = [
+            str(BIN / "crictl"),
+            f"--runtime-endpoint=unix://{CONTAINERD_SOCK}",
+            "--timeout=20s",
+        ]
         pods = run([*crictl, "pods", "-q"], check=False, timeout=30).stdout.split()
         if pods:
             say(f"containerd: stopping and removing {len(pods)} pod sandboxes")
             run([*crictl, "stopp", *pods], check=False, timeout=120)
             run([*crictl, "rmp", "-f", *pods], check=False, timeout=120)
-    for name in ("traefik", "coredns", "kube-proxy", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "containerd", "etcd"):
+    for name in (
+        "traefik",
+        "coredns",
+        "kube-proxy",
+        "kwok",
+        "kube-scheduler",
+        "kube-controller-manager",
+        "kube-apiserver",
+        "containerd",
+        "etcd",
+    ):
         stop(name)
     # 2. leftovers: shims of our containerd, processes in the kubelet's cgroups
     for pid in our_shims():
@@ -1057,7 +1336,7 @@ def cmd_down(args) -> None:
     if n:
         say(f"killed {n} leftover container processes (cgroup kubepods)")
     # 3. mounts under the state dir (volumes, rootfs, shm, netns)
-    for attempt in range(3):
+    for _attempt in range(3):
         mps = mounts_under([str(STATE), str(CONTAINERD_ROOT)])
         if not mps:
             break
@@ -1090,8 +1369,18 @@ def cmd_down(args) -> None:
 
 def cmd_status(args) -> None:
     any_up = False
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet",
-                 "kube-proxy", "coredns", "traefik", "kwok"):
+    for name in (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "containerd",
+        "kubelet",
+        "kube-proxy",
+        "coredns",
+        "traefik",
+        "kwok",
+    ):
         pid = read_pid(name)
         if pid:
             any_up = True
@@ -1104,16 +1393,28 @@ def cmd_status(args) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
-    up.add_argument("--images", action=argparse.BooleanOptionalAction, default=True,
-                    help="import the mlkube images into the node (default on)")
-    up.add_argument("--build", action=argparse.BooleanOptionalAction, default=True,
-                    help="run hack/cluster/build.sh first (a no-op when the cache is complete)")
+    up.add_argument(
+        "--images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="import the mlkube images into the node (default on)",
+    )
+    up.add_argument(
+        "--build",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run hack/cluster/build.sh first (a no-op when the cache is complete)",
+    )
     up.set_defaults(fn=cmd_up)
     down = sub.add_parser("down")
-    down.add_argument("--purge", action="store_true", help="also remove the image store (containerd root)")
+    down.add_argument(
+        "--purge", action="store_true", help="also remove the image store (containerd root)"
+    )
     down.set_defaults(fn=cmd_down)
     sub.add_parser("status").set_defaults(fn=cmd_status)
     im = sub.add_parser("images")
@@ -1126,7 +1427,10 @@ def main() -> int:
     except ClusterError as e:
         print(f"\n[cluster] FAILED: {e}", file=sys.stderr, flush=True)
         if args.cmd == "up":
-            print(f"[cluster] logs: {LOGS}; stop what did start with `make cluster-down`", file=sys.stderr)
+            print(
+                f"[cluster] logs: {LOGS}; stop what did start with `make cluster-down`",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

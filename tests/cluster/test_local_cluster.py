@@ -28,10 +28,17 @@ REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl", path=f"{REPO / 'bin'}:{os.environ.get('PATH', '')}")
 
 
-def _kubectl(*args: str, check: bool = True, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
+def _kubectl(
+    *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess:
     assert KUBECTL
-    p = subprocess.run([KUBECTL, f"--kubeconfig={KUBECONFIG}", *args], capture_output=True, text=True,
-                       timeout=timeout, input=input)
+    p = subprocess.run(
+        [KUBECTL, f"--kubeconfig={KUBECONFIG}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)}: {p.stderr}")
     return p
@@ -71,12 +78,36 @@ def test_node_is_ready():
 
 
 def test_rbac_denies_a_service_account_by_default(namespace):
-    p = _kubectl("auth", "can-i", "list", "pods", f"--as=system:serviceaccount:{namespace}:default", "-n", namespace,
-                 check=False)
+    p = _kubectl(
+        "auth",
+        "can-i",
+        "list",
+        "pods",
+        f"--as=system:serviceaccount:{namespace}:default",
+        "-n",
+        namespace,
+        check=False,
+    )
     assert p.stdout.strip() == "no"
-    _kubectl("create", "rolebinding", "view", "--clusterrole=view", f"--serviceaccount={namespace}:default", "-n", namespace)
-    p = _kubectl("auth", "can-i", "list", "pods", f"--as=system:serviceaccount:{namespace}:default", "-n", namespace,
-                 check=False)
+    _kubectl(
+        "create",
+        "rolebinding",
+        "view",
+        "--clusterrole=view",
+        f"--serviceaccount={namespace}:default",
+        "-n",
+        namespace,
+    )
+    p = _kubectl(
+        "auth",
+        "can-i",
+        "list",
+        "pods",
+        f"--as=system:serviceaccount:{namespace}:default",
+        "-n",
+        namespace,
+        check=False,
+    )
     assert p.stdout.strip() == "yes"
 
 
@@ -143,21 +174,35 @@ def test_pod_resolves_and_reaches_a_service(namespace):
         pytest.skip("fake (kwok) node: no containers run")
     _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", SERVE))
     _kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=180s", timeout=200)
-    pod = _kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}").stdout
-    svc_ip = _kubectl("get", "svc", "web", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout
+    pod = _kubectl(
+        "get", "pods", "-n", namespace, "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"
+    ).stdout
+    svc_ip = _kubectl(
+        "get", "svc", "web", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
     deadline = time.monotonic() + 30
     while True:
-        out = _exec_python(namespace, pod, "import socket; print(socket.gethostbyname('web'))").strip()
+        out = _exec_python(
+            namespace, pod, "import socket; print(socket.gethostbyname('web'))"
+        ).strip()
         if out == svc_ip or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert out == svc_ip
-    body = _exec_python(namespace, pod, "import urllib.request as u; print(u.urlopen('http://web/healthz/live', timeout=5).status)")
+    body = _exec_python(
+        namespace,
+        pod,
+        "import urllib.request as u; print(u.urlopen('http://web/healthz/live', timeout=5).status)",
+    )
     assert body.strip() == "200"
     # the ServiceAccount token mounted in the pod authenticates to the API server
-    code = ("import ssl, urllib.request as u; d='/var/run/secrets/kubernetes.io/serviceaccount/';"
-            "r=u.Request('https://kubernetes.default.svc/version', headers={'Authorization': 'Bearer '+open(d+'token').read()});"
-            "print(u.urlopen(r, context=ssl.create_default_context(cafile=d+'ca.crt'), timeout=5).status)")
+    code = (
+        "import ssl, urllib.request as u; d='/var/run/secrets/kubernetes.io/serviceaccount/';"
+        "r=u.Request('https://kubernetes.default.svc/version',"
+        " headers={'Authorization': 'Bearer '+open(d+'token').read()});"
+        "print(u.urlopen(r, context=ssl.create_default_context(cafile=d+'ca.crt'),"
+        " timeout=5).status)"
+    )
     assert _exec_python(namespace, pod, code).strip() == "200"
 
 
@@ -170,7 +215,13 @@ def test_ingress_routes_to_the_service(namespace):
 
     _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", SERVE))
     host = f"{namespace}.mlkube.test"
-    _kubectl("apply", "-n", namespace, "-f", "-", input=f"""apiVersion: networking.k8s.io/v1
+    _kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=f"""apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {{name: web}}
 spec:
@@ -179,14 +230,19 @@ spec:
     http:
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{name: http}}}}}}}}
-""")
+""",
+    )
     _kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=180s", timeout=200)
-    node_ip = next(a["address"] for a in _node()["status"]["addresses"] if a["type"] == "InternalIP")
+    node_ip = next(
+        a["address"] for a in _node()["status"]["addresses"] if a["type"] == "InternalIP"
+    )
     deadline, status = time.monotonic() + 30, None
     while time.monotonic() < deadline:
         req = urllib.request.Request(f"http://{node_ip}/healthz/live", headers={"Host": host})
         try:
-            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local address: no proxy
+            opener = urllib.request.build_opener(
+                urllib.request.ProxyHandler({})
+            )  # a local address: no proxy
             with opener.open(req, timeout=5) as r:
                 status = r.status
                 break
