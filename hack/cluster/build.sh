@@ -143,6 +143,15 @@ build_kwok() {
     "$BIN/kwok" --version || true
 }
 
+build_traefik() {
+    cd "$HERE/src/traefik"
+    grep -q "github.com/traefik/traefik/v3 $TRAEFIK_VERSION" go.mod || { echo "src/traefik/go.mod does not pin traefik $TRAEFIK_VERSION"; return 1; }
+    GOFLAGS=-mod=mod "${NICE[@]}" "$GO" build -v -trimpath \
+        -ldflags="$LDFLAGS_COMMON -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
+        -o "$BIN/traefik" github.com/traefik/traefik/v3/cmd/traefik
+    "$BIN/traefik" version
+}
+
 build_pause() {
     local work
     work="$(mktemp -d)"
@@ -166,6 +175,9 @@ build_step crictl "$CRICTL_VERSION" "$(inputs_hash build_crictl)" build_crictl
 build_step coredns "$COREDNS_VERSION" "$(inputs_hash build_coredns)" build_coredns
 if [[ "${MLKUBE_CLUSTER_KWOK:-1}" == 1 ]]; then
     build_step kwok "$KWOK_VERSION" "$(inputs_hash build_kwok)" build_kwok
+fi
+if [[ "${MLKUBE_CLUSTER_INGRESS:-1}" == 1 ]]; then
+    build_step traefik "$TRAEFIK_VERSION" "$(inputs_hash build_traefik "$HERE/src/traefik/go.mod" "$HERE/src/traefik/go.sum")" build_traefik
 fi
 build_step pause "$PAUSE_IMAGE" "$(inputs_hash build_pause "$HERE/src/pause/main.go" "$HERE/src/pause/Containerfile")" build_pause
 say "done: $(ls "$BIN" | tr '\n' ' ')"
