@@ -4,9 +4,10 @@ chart bump must not touch, and the Host headers MLflow's own middleware accepts.
 from __future__ import annotations
 
 import pytest
+import yaml
 from mlflow.server.security_utils import is_allowed_host_header
 
-from tests.charts.manifests import Rendered
+from tests.charts.manifests import Rendered, helm_template
 
 pytestmark = pytest.mark.charts
 
@@ -61,3 +62,30 @@ def test_mlflow_still_refuses_a_foreign_host_name(renders: dict[str, Rendered]) 
     allowed = env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     assert not is_allowed_host_header(allowed, "attacker.example:5000")
     assert not is_allowed_host_header(allowed, "100.128.0.1:5000")  # outside 100.64.0.0/10
+
+
+@pytest.mark.parametrize(
+    ("values", "workers"),
+    [
+        ([], "1"),  # sqlite: one writer, whatever mlflow.workers says
+        (["mlflow.workers=8"], "1"),
+        (["mlflow.backend.type=postgres", "mlflow.resources.limits.cpu=3500m"], "3"),
+        (["mlflow.backend.type=postgres", "mlflow.resources.limits.cpu=250m"], "1"),
+        (["mlflow.backend.type=postgres", "mlflow.resources.limits.cpu=2"], "2"),
+        (["mlflow.backend.type=postgres", "mlflow.workers=6"], "6"),  # set by hand: as asked
+    ],
+)
+def test_mlflow_workers_follow_the_backend_and_the_cpu_limit(
+    values: list[str], workers: str
+) -> None:
+    """More workers than CPUs starve, and uvicorn's supervisor kills the ones that miss its
+    ping; with sqlite, a second worker risks "database is locked"."""
+    args = [a for v in values for a in ("--set", v)]
+    proc = helm_template(*args)
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    [server] = [d for d in docs if d["kind"] == "Deployment"
+                and d["metadata"]["name"] == "mlkube-mlflow"]  # fmt: skip
+    [container] = [c for c in server["spec"]["template"]["spec"]["containers"]
+                   if c["name"] == "mlflow"]  # fmt: skip
+    assert f"--workers={workers}" in container["args"]

@@ -130,3 +130,22 @@ MLflow runs with basic auth. Used by every MLflow client pod.
       key: admin-password
 {{- end }}
 {{- end }}
+
+{{/*
+MLflow's worker processes: 1 with sqlite (one writer: more workers plus the server risk "database
+is locked"); else mlflow.workers when set; else one per whole CPU of the limit (uvicorn's
+supervisor kills a worker that misses its health ping on a starved pod), at least 1, 2 without
+a limit.
+*/}}
+{{- define "mlkube.mlflow.workers" -}}
+{{- $m := .Values.mlflow }}
+{{- if eq $m.backend.type "sqlite" }}1
+{{- else if $m.workers }}{{ $m.workers }}
+{{- else }}
+{{- $cpu := toString (dig "limits" "cpu" "" ($m.resources | default dict)) }}
+{{- if not $cpu }}2
+{{- else if hasSuffix "m" $cpu }}{{ max 1 (div (atoi (trimSuffix "m" $cpu)) 1000) }}
+{{- else }}{{ max 1 (int (float64 $cpu)) }}
+{{- end }}
+{{- end }}
+{{- end }}
