@@ -4,6 +4,7 @@ never guessed), and taking either down again."""
 from __future__ import annotations
 
 from mlkube.deploy.context import Ctx
+from mlkube.deploy.ingress import our_provider_exists
 from mlkube.deploy.options import CLOUD_PROVIDER_KIND_CONTAINER
 from mlkube.deploy.shell import StepFailed
 
@@ -83,16 +84,7 @@ def destroy_kind(ctx: Ctx) -> None:
         ctx.run("kind", "delete", "cluster", "--name", opts.cluster, capture=False)
     else:
         ctx.console.info(f"no kind cluster named {opts.cluster}")
-    ours = ctx.run(
-        "docker",
-        "ps",
-        "-a",
-        "--filter",
-        f"name=^/{CLOUD_PROVIDER_KIND_CONTAINER}$",
-        "--format",
-        "{{.Names}}",
-    ).stdout.split()
-    if not ours:
+    if not our_provider_exists(ctx):
         return
     if kind_clusters(ctx):
         # It serves every kind cluster on this machine; others still need it.

@@ -36,6 +36,21 @@ def cloud_provider_running(ctx: Ctx) -> str | None:
     return None
 
 
+def our_provider_exists(ctx: Ctx) -> bool:
+    """Whether the cloud-provider-kind container `make deploy` starts exists (running or not)."""
+    return bool(
+        ctx.run(
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"name=^/{CLOUD_PROVIDER_KIND_CONTAINER}$",
+            "--format",
+            "{{.Names}}",
+        ).stdout.split()
+    )
+
+
 def ensure_kind_ingress(ctx: Ctx) -> None:
     # A single-node cluster: the control plane must take load-balancer traffic.
     nodes = ctx.kubectl("get", "nodes", "-l", EXCLUDE_LB_LABEL, "-o", "name").stdout.split()
@@ -46,16 +61,7 @@ def ensure_kind_ingress(ctx: Ctx) -> None:
     if who:
         ctx.console.info(f"cloud-provider-kind: using {who}")
     else:
-        existing = ctx.run(
-            "docker",
-            "ps",
-            "-a",
-            "--filter",
-            f"name=^/{CLOUD_PROVIDER_KIND_CONTAINER}$",
-            "--format",
-            "{{.Names}}",
-        ).stdout.split()
-        if existing:
+        if our_provider_exists(ctx):
             ctx.run("docker", "start", CLOUD_PROVIDER_KIND_CONTAINER)
             ctx.console.info(f"cloud-provider-kind: restarted {CLOUD_PROVIDER_KIND_CONTAINER}")
         else:
