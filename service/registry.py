@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlkube.core.backoff import Backoff
 from mlkube.core.registry import Registry, RegistryError, short
@@ -22,6 +22,9 @@ from mlkube.core.tracking import check_health, is_http
 from service.errors import ModelNotLoaded
 from service.model import LoadedModel, ModelInfo
 from service.settings import Settings
+
+if TYPE_CHECKING:  # MLflow is imported when a model is loaded, not at import
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,9 @@ class ModelStore:
         return previous
 
 
-def resolve_version(settings: Settings) -> str:
-    """The version to serve: MODEL_VERSION when pinned, else the alias's current target.
+def resolve_version(settings: Settings) -> ModelVersion:
+    """The version to serve (its registry entry): MODEL_VERSION when pinned, else the alias's
+    current target.
     Raises NothingToServe when the registry says it does not exist, RegistryRefused when it
     refuses (credentials), RegistryUnavailable or OSError when it does not answer."""
     if is_http(settings.tracking_uri):
@@ -73,20 +77,17 @@ def resolve_version(settings: Settings) -> str:
             f"{settings.model_uri_description} does not exist in the registry yet "
             "(no training has registered it)"
         )
-    return str(found.version)
+    return found
 
 
-def load_version(settings: Settings, version: str) -> LoadedModel:
+def load_version(settings: Settings, mv: ModelVersion) -> LoadedModel:
     """Download ``models:/<name>/<version>`` into a temporary directory, load it, delete the
     files (scikit-learn models live in memory once loaded)."""
     import mlflow.artifacts
     import mlflow.pyfunc
-    from mlflow import MlflowClient
 
     started = time.perf_counter()
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    mv = client.get_model_version(settings.model_name, version)
-    uri = f"models:/{settings.model_name}/{version}"
+    uri = f"models:/{settings.model_name}/{mv.version}"
     workdir = tempfile.mkdtemp(prefix="mlkube-model-")
     try:
         # Explicit URIs, no process-global MLflow state (tests run several apps in one process).
@@ -166,11 +167,11 @@ async def watch_once(
     """One poll of the alias; loads and swaps in a new version fully before switching.
     Returns True when it swapped."""
     try:
-        version = await asyncio.to_thread(resolve_version, settings)
+        mv = await asyncio.to_thread(resolve_version, settings)
         current = store.current
-        if current is not None and current.info.version == version:
+        if current is not None and current.info.version == str(mv.version):
             return False
-        model = await asyncio.to_thread(load_version, settings, version)
+        model = await asyncio.to_thread(load_version, settings, mv)
     except Exception as exc:  # keep serving the current model
         message = describe(exc)
         on_failed(message)
