@@ -21,6 +21,7 @@ from mlkube.deploy.options import (
     ENGINES,
     ENVS,
     LOCAL_BASE_IMAGE,
+    LOCAL_KUBECONFIG,
     Options,
     check_release_tag,
 )
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--env",
         choices=ENVS,
         default="kind",
-        help="kind (a local cluster, the default) or eks (the current context)",
+        help="kind (a local kind cluster, the default), local (the host-process cluster of "
+        "hack/cluster, `make cluster-up`) or eks (the current context)",
     )
     common.add_argument(
         "--cluster",
@@ -258,6 +260,10 @@ def main(
         sys.stdout.write(f"tag {args.tag} matches the chart's appVersion {version}\n")
         return 0
     opts = options_from(args, parser)
+    if opts.env == "local":
+        # The local cluster's own kubeconfig, for kubectl, helm and port-forwards alike, as
+        # `export KUBECONFIG=...` would do by hand.
+        os.environ["KUBECONFIG"] = str(LOCAL_KUBECONFIG)
     found = dict(tools) if tools is not None else find_tools(opts.repo)
     ctx = Ctx(
         opts=opts,

@@ -1,12 +1,19 @@
-"""Where the release goes: the kind cluster (created when missing), the EKS kube-context (checked,
-never guessed), and taking either down again."""
+"""Where the release goes: the kind cluster (created when missing), the local cluster of
+hack/cluster (started when it does not answer), the EKS kube-context (checked, never guessed), and
+taking them down again."""
 
 from __future__ import annotations
 
+import os
+
 from mlkube.deploy.context import Ctx
 from mlkube.deploy.ingress import our_provider_exists
-from mlkube.deploy.options import CLOUD_PROVIDER_KIND_CONTAINER
+from mlkube.deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, LOCAL_CONTEXT, LOCAL_KUBECONFIG
 from mlkube.deploy.shell import StepFailed
+
+# A cold start of the local cluster builds its binaries from source first (about 40 minutes on
+# 2 cores); a warm one takes seconds.
+LOCAL_CLUSTER_UP_S = 3 * 3600
 
 
 def kind_clusters(ctx: Ctx) -> list[str]:
@@ -42,6 +49,42 @@ def ensure_kind_cluster(ctx: Ctx) -> None:
     )
 
 
+def local_cluster_answers(ctx: Ctx) -> bool:
+    if not LOCAL_KUBECONFIG.is_file():
+        return False
+    return ctx.kubectl("get", "--raw", "/readyz", check=False, timeout=15).ok
+
+
+def ensure_local_cluster(ctx: Ctx) -> None:
+    """The local cluster (hack/cluster): used when it answers, else started, as kind's is."""
+    ctx.state.context = LOCAL_CONTEXT
+    if local_cluster_answers(ctx):
+        ctx.console.info(f"local cluster answers (kubeconfig {LOCAL_KUBECONFIG})")
+        return
+    if os.geteuid() != 0:
+        raise StepFailed(
+            "the local cluster is not running, and starting it needs root (it runs containerd, "
+            "the kubelet and iptables): sudo make cluster-up, or use ENV=kind"
+        )
+    ctx.console.info(
+        "starting the local cluster (hack/cluster/cluster.py up): seconds when its binaries are "
+        "built, else they are built from source first (tens of minutes, once)"
+    )
+    ctx.cmds.run(
+        [ctx.tool("python"), str(ctx.opts.local_cluster_script), "up", "--no-images"],
+        capture=False,
+        timeout=LOCAL_CLUSTER_UP_S,
+    )
+    if not local_cluster_answers(ctx):
+        raise StepFailed(
+            f"the local cluster started but its API does not answer ({LOCAL_KUBECONFIG})"
+        )
+
+
+def destroy_local(ctx: Ctx) -> None:
+    ctx.cmds.run([ctx.tool("python"), str(ctx.opts.local_cluster_script), "down"], capture=False)
+
+
 def resolve_eks_context(ctx: Ctx) -> None:
     current = ctx.run("kubectl", "config", "current-context", check=False)
     name = current.stdout.strip()
@@ -74,6 +117,14 @@ def use_context(ctx: Ctx) -> None:
             )
         ctx.state.context = ctx.opts.kind_context
         ctx.console.info(f"kube-context {ctx.context}")
+    elif ctx.opts.env == "local":
+        ctx.state.context = LOCAL_CONTEXT
+        if not local_cluster_answers(ctx):
+            raise StepFailed(
+                f"the local cluster does not answer ({LOCAL_KUBECONFIG}): "
+                "`make deploy ENV=local` starts it and installs mlkube"
+            )
+        ctx.console.info(f"kube-context {ctx.context} ({LOCAL_KUBECONFIG})")
     else:
         resolve_eks_context(ctx)
 

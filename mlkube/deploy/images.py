@@ -3,6 +3,11 @@ kind, or pushing them to the registry EKS pulls from."""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
 from mlkube.deploy.context import TOOL_HINTS, Ctx
 from mlkube.deploy.options import (
     COMPONENTS,
@@ -85,10 +90,9 @@ def build_images(ctx: Ctx) -> None:
         raise StepFailed(f"{opts.dockerfile} not found")
     base = resolve_base(ctx)
     tag = base_tag(ctx)
-    registry = opts.registry if opts.env == "eks" else ""
     images: list[Image] = []
     for component in COMPONENTS:
-        image = Image(component, tag, registry)
+        image = Image(component, tag, opts.image_registry)
         ctx.console.info(f"building {image.ref} (target {component}, {engine})")
         started = ctx.clock()
         build = [
@@ -98,34 +102,51 @@ def build_images(ctx: Ctx) -> None:
             "-t", image.ref,
         ]  # fmt: skip
         if opts.platform and engine == "docker":
-            # Cross-platform builds (e.g. arm64 nodes) need buildx, which pushes as it builds.
+            # Cross-platform builds (e.g. arm64 nodes) need buildx, which pushes as it builds;
+            # the registry's digest of what it pushed is what the chart deploys.
+            metadata = Path(tempfile.mkdtemp(prefix="mlkube-buildx-")) / "metadata.json"
             ctx.run(engine, "buildx", "build", "--platform", opts.platform, *build, "--push",
-                    str(opts.repo))  # fmt: skip
-        elif opts.platform:
-            ctx.run(engine, "build", "--platform", opts.platform, *build, str(opts.repo),
-                    capture=False)  # fmt: skip
+                    "--metadata-file", str(metadata), str(opts.repo))  # fmt: skip
+            image = replace(image, digest=pushed_digest(metadata))
         else:
+            if opts.platform:
+                build = ["--platform", opts.platform, *build]
             # Streamed: a cold build takes minutes, and its log is the progress.
             ctx.run(engine, "build", *build, str(opts.repo), capture=False)
-        if opts.env == "kind" and not opts.tag:
-            # Tag each image with its content id: a rebuilt image gets a new tag, so the helm
-            # upgrade rolls exactly the pods whose image changed and leaves the others alone.
-            image_id = ctx.run(
-                engine, "image", "inspect", "--format", "{{.Id}}", image.ref
-            ).stdout.strip()
-            unique = Image(component, f"{tag}-{image_id.split(':')[-1][:12]}", registry)
-            ctx.run(engine, "tag", image.ref, unique.ref)
-            image = unique
+            if not opts.tag:
+                image = content_tagged(ctx, image)
         images.append(image)
         ctx.console.info(f"built {image.ref} ({ctx.clock() - started:.1f}s)")
     ctx.state.images.built = images
     show_sizes(ctx)
 
 
+def content_tagged(ctx: Ctx, image: Image) -> Image:
+    """The image tagged with its content id as well (``<appVersion>-<id>``), on every target: a
+    rebuilt image gets a new tag, so the helm upgrade rolls exactly the pods whose image changed,
+    and a node never keeps running an older image that had the same tag (EKS's IfNotPresent)."""
+    engine = ctx.state.images.engine
+    image_id = ctx.run(engine, "image", "inspect", "--format", "{{.Id}}", image.ref).stdout.strip()
+    unique = replace(image, tag=f"{image.tag}-{image_id.split(':')[-1][:12]}")
+    ctx.run(engine, "tag", image.ref, unique.ref)
+    return unique
+
+
+def pushed_digest(metadata: Path) -> str:
+    """The ``sha256:...`` digest buildx pushed, from its ``--metadata-file``."""
+    try:
+        digest = json.loads(metadata.read_text()).get("containerimage.digest", "")
+    except (OSError, ValueError) as exc:
+        raise StepFailed(f"buildx wrote no readable metadata ({metadata}): {exc}") from exc
+    if not str(digest).startswith("sha256:"):
+        raise StepFailed(f"buildx metadata {metadata} has no containerimage.digest")
+    return str(digest)
+
+
 def show_sizes(ctx: Ctx) -> None:
-    if ctx.opts.platform and ctx.state.images.engine == "docker":
-        return  # pushed by buildx, not in the local store
     for image in ctx.state.images.built:
+        if image.digest:
+            continue  # pushed by buildx, not in the local store
         size = ctx.run(
             ctx.state.images.engine,
             "image",
@@ -141,9 +162,8 @@ def show_sizes(ctx: Ctx) -> None:
 
 def planned_images(ctx: Ctx) -> None:
     """--no-build: use the images that are already there, tagged with the chart's appVersion."""
-    registry = ctx.opts.registry if ctx.opts.env == "eks" else ""
     tag = base_tag(ctx)
-    ctx.state.images.built = [Image(c, tag, registry) for c in COMPONENTS]
+    ctx.state.images.built = [Image(c, tag, ctx.opts.image_registry) for c in COMPONENTS]
     ctx.console.info("using " + ", ".join(i.ref for i in ctx.state.images.built))
 
 
@@ -154,10 +174,23 @@ def load_images(ctx: Ctx) -> None:
     ctx.console.info(f"loaded {len(refs)} images into kind cluster {ctx.opts.cluster}")
 
 
+def import_local_images(ctx: Ctx) -> None:
+    """Into the local cluster's node: its containerd imports what the engine saves (an image
+    already there under the same id is skipped)."""
+    refs = [image.ref for image in ctx.state.images.built]
+    ctx.cmds.run(
+        [ctx.tool("python"), str(ctx.opts.local_cluster_script), "images",
+         "--engine", ctx.state.images.engine or "podman", *refs],
+        capture=False,
+        timeout=1800,
+    )  # fmt: skip
+    ctx.console.info(f"imported {len(refs)} images into the local cluster's node")
+
+
 def push_images(ctx: Ctx) -> None:
-    if ctx.opts.platform:
-        ctx.console.info("pushed by buildx while building")
-        return
     for image in ctx.state.images.built:
+        if image.digest:
+            ctx.console.info(f"{image.ref}: pushed by buildx while building")
+            continue
         ctx.run(ctx.state.images.engine, "push", image.ref)
         ctx.console.info(f"pushed {image.ref}")

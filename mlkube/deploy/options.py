@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-Env = Literal["kind", "eks"]
-ENVS: tuple[Env, ...] = ("kind", "eks")
+Env = Literal["kind", "eks", "local"]
+ENVS: tuple[Env, ...] = ("kind", "eks", "local")
 
 # Build targets of images/Dockerfile, and the image each becomes (the contract with images/).
 COMPONENTS = ("mlflow", "train", "serve", "rollout")
@@ -29,6 +30,15 @@ INGRESS_CLASS_KIND = "cloud-provider-kind"
 # kubeadm puts this label on control-plane nodes; load balancers skip labelled nodes, and a
 # single-node kind cluster has no other node to send traffic to.
 EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+# The local cluster of hack/cluster (ENV=local): host processes on this machine, started by
+# `hack/cluster/cluster.py up`, which writes this kubeconfig with this context. Its node takes
+# the images we import into its containerd (as kind's nodes do with `kind load`), under the
+# names podman gives locally built images.
+LOCAL_CLUSTER_STATE = Path(os.environ.get("MLKUBE_CLUSTER_STATE", "/var/tmp/mlkube-cluster"))
+LOCAL_KUBECONFIG = LOCAL_CLUSTER_STATE / "kubeconfig"
+LOCAL_CONTEXT = "mlkube-local"
+LOCAL_REGISTRY = "localhost"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,16 @@ class Options:
         return self.repo / "deploy" / "kind-config.yaml"
 
     @property
+    def local_cluster_script(self) -> Path:
+        return self.repo / "hack" / "cluster" / "cluster.py"
+
+    @property
+    def image_registry(self) -> str:
+        """Where the cluster takes our images from: the EKS registry they are pushed to, the
+        local node's names for what we import (``localhost/...``), nothing on kind."""
+        return {"eks": self.registry, "local": LOCAL_REGISTRY}.get(self.env, "")
+
+    @property
     def kind_context(self) -> str:
         return f"kind-{self.cluster}"
 
@@ -86,6 +106,7 @@ class Image:
     component: str  # a build target of images/Dockerfile
     tag: str
     registry: str = ""  # empty on kind: the image is loaded into the nodes
+    digest: str = ""  # sha256:... when known (pushed by buildx): deployed by digest
 
     @property
     def name(self) -> str:
@@ -97,6 +118,8 @@ class Image:
 
     @property
     def ref(self) -> str:
+        if self.digest:
+            return f"{self.repository}@{self.digest}"
         return f"{self.repository}:{self.tag}"
 
 

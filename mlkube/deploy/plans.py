@@ -60,6 +60,29 @@ def plan_deploy(opts: Options) -> list[Step]:
             ]
         else:
             steps.append(NOT_REBUILT)
+    elif opts.env == "local":
+        steps += [
+            tools_step(("kubectl", "helm"), docker_daemon=False),
+            Step(
+                "cluster",
+                "The local cluster (hack/cluster)",
+                cluster.ensure_local_cluster,
+                "python3 hack/cluster/cluster.py status; ls /var/tmp/mlkube-cluster/logs",
+            ),
+        ]
+        if opts.build:
+            steps += [
+                ENGINE,
+                BUILD,
+                Step(
+                    "load",
+                    "Importing images into the local node",
+                    images.import_local_images,
+                    "python3 hack/cluster/cluster.py images",
+                ),
+            ]
+        else:
+            steps.append(NOT_REBUILT)
     else:
         steps += [tools_step(("kubectl", "helm"), docker_daemon=False), EKS_CONTEXT]
         if opts.build:
@@ -125,6 +148,15 @@ def plan_images(opts: Options) -> list[Step]:
 
 
 def plan_destroy(opts: Options) -> list[Step]:
+    if opts.env == "local":
+        return [
+            Step(
+                "destroy",
+                "Stopping the local cluster",
+                cluster.destroy_local,
+                "python3 hack/cluster/cluster.py status",
+            )
+        ]
     if opts.env == "kind":
         return [
             tools_step(("docker", "kind"), docker_daemon=True),

@@ -31,9 +31,10 @@ def image_values(images: list[Image]) -> dict[str, Any]:
     if len(registries) == 1 and (registry := registries.pop()):
         values["image"] = {"registry": registry}
     for image in images:
-        values[IMAGE_VALUES_KEY[image.component]] = {
-            "image": {"repository": image.name, "tag": image.tag}
-        }
+        chosen = {"repository": image.name, "tag": image.tag}
+        if image.digest:
+            chosen["digest"] = image.digest
+        values[IMAGE_VALUES_KEY[image.component]] = {"image": chosen}
     return values
 
 

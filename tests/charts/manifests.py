@@ -26,6 +26,7 @@ VALUES_FILES: dict[str, Path | None] = {
     "default": None,
     "kind": CHART / "values-kind.yaml",
     "eks": CHART / "values-eks.yaml",
+    "local": CHART / "values-local.yaml",
     **{p.name.removesuffix(".yaml"): p for p in sorted((CHART / "ci").glob("*.yaml"))},
 }
 

@@ -99,5 +99,5 @@ def test_every_value_is_commented_described_and_in_the_readme() -> None:
 
 
 def test_every_values_file_starts_with_the_schema_modeline() -> None:
-    for path in [CHART / "values.yaml", CHART / "values-kind.yaml", CHART / "values-eks.yaml"]:
+    for path in [CHART / "values.yaml", *CHART.glob("values-*.yaml")]:
         assert path.read_text().startswith("# yaml-language-server: $schema=values.schema.json")

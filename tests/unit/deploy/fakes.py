@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +248,9 @@ ALL_TOOLS = {
 }
 
 
+REAL_CHART = Path(__file__).resolve().parents[3] / "charts" / "mlkube"
+
+
 def make_repo(root: Path, app_version: str = "0.1.0") -> Path:
     chart = root / "charts" / "mlkube"
     chart.mkdir(parents=True)
@@ -268,6 +272,8 @@ def make_repo(root: Path, app_version: str = "0.1.0") -> Path:
             {"serving": {"replicas": 3, "ingress": {"className": "alb", "hosts": ["x", "y"]}}}
         )
     )
+    # The local cluster's values as they are: its test checks what they set.
+    shutil.copy(REAL_CHART / "values-local.yaml", chart / "values-local.yaml")
     (root / "images").mkdir()
     (root / "images" / "Dockerfile").write_text("FROM scratch\n")
     (root / "deploy").mkdir()

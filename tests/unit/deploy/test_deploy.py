@@ -341,6 +341,7 @@ def test_eks_pushes_to_the_registry_and_layers_the_users_values(repo: Path, tmp_
     opts = Options(repo=repo, env="eks", registry=registry, values=(mine,))
     cmds = cluster_world(FakeCommands())
     cmds.on("docker", "info", answer=ok("27.3.1"))
+    cmds.on("docker", "image", "inspect", answer=lambda w: ok(image_id(w) + "\n"))
     cmds.on(
         "kubectl", "config", "current-context", answer=ok("arn:aws:eks:eu-west-1:1:cluster/prod\n")
     )
@@ -363,10 +364,13 @@ def test_eks_pushes_to_the_registry_and_layers_the_users_values(repo: Path, tmp_
     assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
 
     assert not cmds.ran("kind")
-    assert [c[-1] for c in cmds.ran("docker", "push")] == [
-        f"{registry}/mlkube-{c}:0.1.0" for c in ("mlflow", "train", "serve", "rollout")
+    # Each image is pushed under a tag made of its content id: a rebuilt image gets a new tag,
+    # so the pods roll and a node never keeps an older image of the same tag (IfNotPresent).
+    pushed = [
+        f"{registry}/mlkube-{c}:0.1.0-{short_id(f'{registry}/mlkube-{c}:0.1.0')}"
+        for c in ("mlflow", "train", "serve", "rollout")
     ]
-    assert not cmds.ran("docker", "tag")  # the appVersion tag, as the contract says
+    assert [c[-1] for c in cmds.ran("docker", "push")] == pushed
     call = helm.calls[0][1]
     assert call["context"] == "arn:aws:eks:eu-west-1:1:cluster/prod"
     # No --atomic/--rollback-on-failure (Helm 4 makes it wait for every resource before the
@@ -377,7 +381,10 @@ def test_eks_pushes_to_the_registry_and_layers_the_users_values(repo: Path, tmp_
     assert values["image"] == {"registry": registry}
     assert values["serving"]["replicas"] == 5  # the user's file is applied last
     assert values["serving"]["ingress"] == {"className": "alb", "hosts": ["z"]}  # lists replaced
-    assert values["serving"]["image"] == {"repository": "mlkube-serve", "tag": "0.1.0"}
+    assert values["serving"]["image"] == {
+        "repository": "mlkube-serve",
+        "tag": pushed[2].rsplit(":", 1)[-1],
+    }
     assert "make ui ENV=eks" in out.getvalue()
 
 
@@ -551,17 +558,33 @@ def test_eks_cross_platform_builds_push_with_buildx(repo: Path) -> None:
     opts = Options(repo=repo, env="eks", registry=registry, platform="linux/arm64")
     cmds = cluster_world(FakeCommands(), serving_available=2)
     cmds.on("kubectl config current-context", answer=ok("prod\n"))
-    ctx, out, _ = make_ctx(opts, cmds, FakeHelm(), http=ready_http())
+
+    def buildx(words: list[str]) -> Result:
+        # What buildx writes after pushing: the digest the registry knows the image by.
+        target = option(words, "--target")
+        digest = "sha256:" + hashlib.sha256(target.encode()).hexdigest()
+        Path(option(words, "--metadata-file")).write_text(
+            json.dumps({"containerimage.digest": digest})
+        )
+        return ok()
+
+    cmds.on("docker buildx build", answer=buildx)
+    helm = FakeHelm()
+    ctx, out, _ = make_ctx(opts, cmds, helm, http=ready_http())
 
     assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
 
     builds = cmds.ran("docker buildx build")
     assert len(builds) == 4
     assert builds[0][3:5] == ["--platform", "linux/arm64"]
-    assert builds[0][-2:] == ["--push", str(repo)]
+    assert builds[0][-4] == "--push"
+    assert builds[0][-1] == str(repo)
     assert f"{registry}/mlkube-mlflow:0.1.0" in builds[0]
     assert not cmds.ran("docker push")
     assert "pushed by buildx while building" in out.getvalue()
+    # Deployed by the digest the registry gave each image, never by a tag that may move.
+    serve_digest = "sha256:" + hashlib.sha256(b"serve").hexdigest()
+    assert helm.calls[0][1]["values"]["serving"]["image"]["digest"] == serve_digest
 
 
 def test_ingress_path_prefix_goes_before_the_endpoints(repo: Path) -> None:
@@ -575,3 +598,81 @@ def test_ingress_path_prefix_goes_before_the_endpoints(repo: Path) -> None:
     assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
 
     assert http.requests[-1][1] == "http://172.18.0.5/iris/healthz/ready"
+
+
+# --- the local cluster (ENV=local) ------------------------------------------------------------
+
+
+def local_world(*, answers: bool) -> FakeCommands:
+    cmds = cluster_world(FakeCommands(), ingress_ips=("10.244.0.1",))
+    cmds.on("podman", "info", answer=ok("4.3.1\n"))
+    cmds.on("podman", "image", "inspect", answer=lambda w: ok(image_id(w) + "\n"))
+    cmds.on("kubectl", "get", "--raw", "/readyz", answer=ok("ok") if answers else fail("refused"))
+    return cmds
+
+
+def test_local_deploy_imports_podman_images_into_the_node(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
+    opts = Options(repo=repo, env="local", engine="podman")
+    cmds, helm = local_world(answers=True), FakeHelm()
+    tools = {"podman": "/bin/podman", "kubectl": "/k/kubectl", "helm": "/h/helm", "python": "/py"}
+    ctx, out, _ = make_ctx(opts, cmds, helm, http=ready_http(), tools=tools)
+
+    assert [s.key for s in plan_deploy(opts)][:5] == ["tools", "cluster", "engine", "build", "load"]
+    assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
+
+    assert not cmds.ran("py", str(repo / "hack/cluster/cluster.py"), "up")  # it answered
+    built = [
+        f"localhost/mlkube-{c}:0.1.0-{short_id(f'localhost/mlkube-{c}:0.1.0')}"
+        for c in ("mlflow", "train", "serve", "rollout")
+    ]
+    [load] = cmds.ran("py", str(repo / "hack/cluster/cluster.py"), "images")
+    assert option(load, "--engine") == "podman"
+    assert load[-4:] == built
+    call = helm.calls[0][1]
+    assert call["context"] == "mlkube-local"
+    values = call["values"]
+    assert values["image"] == {"registry": "localhost", "pullPolicy": "Never"}
+    assert values["serving"]["image"]["tag"] == built[2].rsplit(":", 1)[-1]
+    assert values["mlflow"]["persistence"]["storageClassName"] == "standard"
+    assert "http://10.244.0.1" in out.getvalue()
+    assert "make ui ENV=local" in out.getvalue()
+
+
+def test_local_deploy_starts_the_cluster_when_it_does_not_answer(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    opts = Options(repo=repo, env="local", build=False)
+    cmds = local_world(answers=False)
+    tools = {"kubectl": "/k/kubectl", "helm": "/h/helm", "python": "/py"}
+    ctx, out, _ = make_ctx(opts, cmds, FakeHelm(), tools=tools)
+
+    assert run_steps(plan_deploy(opts), ctx) == 1
+
+    [up] = cmds.ran("py", str(repo / "hack/cluster/cluster.py"), "up")
+    assert "--no-images" in up
+    # Started, yet no kubeconfig answers: said plainly, and nothing is installed.
+    assert "the local cluster started but its API does not answer" in out.getvalue()
+
+
+def test_local_deploy_without_root_says_how_to_start_the_cluster(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    opts = Options(repo=repo, env="local", build=False)
+    cmds = local_world(answers=False)
+    tools = {"kubectl": "/k/kubectl", "helm": "/h/helm"}
+    ctx, out, _ = make_ctx(opts, cmds, FakeHelm(), tools=tools)
+
+    assert run_steps(plan_deploy(opts), ctx) == 1
+
+    assert "starting it needs root" in out.getvalue()
+    assert "sudo make cluster-up" in out.getvalue()
+    assert not cmds.ran("py")
