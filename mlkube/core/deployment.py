@@ -7,11 +7,23 @@ and whether the Deployment's latest rollout is done.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 from typing import Any
 
-from mlkube.core.names import ANNOTATION_MODEL_VERSION, ENV_MODEL_NAME, ENV_MODEL_VERSION
+from mlkube.core.names import (
+    ANNOTATION_FAILED_VERSION,
+    ANNOTATION_MODEL_VERSION,
+    ANNOTATION_ROLLOUT_HOLD,
+    ANNOTATION_ROLLOUT_REASON,
+    ANNOTATION_ROLLOUT_STARTED,
+    ANNOTATION_ROLLOUT_STATUS,
+    ANNOTATION_ROLLOUT_TARGET,
+    ANNOTATION_STABLE_VERSION,
+    ENV_MODEL_NAME,
+    ENV_MODEL_VERSION,
+)
 
 
 class Phase(enum.Enum):
@@ -66,10 +78,38 @@ def pinned_version(body: Mapping[str, Any]) -> str | None:
     return None  # containers disagree: not pinned to one version
 
 
-def rollout_phase(body: Mapping[str, Any]) -> Phase:
+def parse_time(value: Any) -> dt.datetime | None:
+    """A Kubernetes timestamp (RFC 3339, ``2026-01-02T03:04:05Z``) as an aware datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def format_time(when: dt.datetime) -> str:
+    """The form Kubernetes writes timestamps in (UTC, whole seconds)."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition_time(condition: Mapping[str, Any]) -> dt.datetime | None:
+    """When a Deployment condition was last written (lastUpdateTime, else lastTransitionTime)."""
+    return parse_time(condition.get("lastUpdateTime")) or parse_time(
+        condition.get("lastTransitionTime")
+    )
+
+
+def rollout_phase(body: Mapping[str, Any], since: dt.datetime | None = None) -> Phase:
     """The state of the Deployment's latest rollout, as ``kubectl rollout status`` reads it:
     complete once the controller saw the latest spec and every replica is updated and available
-    with no old pod left."""
+    with no old pod left.
+
+    ``since``: when the rollout was started (the patch). A ProgressDeadlineExceeded condition
+    written before that is about an earlier ReplicaSet (e.g. an alias flipping back to a version
+    whose ReplicaSet is kept in the history) and is not trusted. Timestamps have whole seconds:
+    a condition in the same second as the patch counts."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -77,10 +117,14 @@ def rollout_phase(body: Mapping[str, Any]) -> Phase:
     observed = status.get("observedGeneration")
     if generation is not None and (observed is None or observed < generation):
         return Phase.PROGRESSING  # the controller has not seen our change yet
+    floor = since.replace(microsecond=0) if since is not None else None
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and (
             condition.get("reason") == "ProgressDeadlineExceeded"
         ):
+            written = condition_time(condition)
+            if floor is not None and written is not None and written < floor:
+                continue  # stale: older than the rollout it would judge
             return Phase.FAILED
     replicas = spec.get("replicas", 1)
     updated = status.get("updatedReplicas") or 0
@@ -89,3 +133,40 @@ def rollout_phase(body: Mapping[str, Any]) -> Phase:
     if updated < replicas or total > updated or available < updated:
         return Phase.PROGRESSING
     return Phase.COMPLETE
+
+
+RECORD_FIELDS = {
+    "phase": ANNOTATION_ROLLOUT_STATUS,
+    "target": ANNOTATION_ROLLOUT_TARGET,
+    "stable": ANNOTATION_STABLE_VERSION,
+    "started": ANNOTATION_ROLLOUT_STARTED,
+    "reason": ANNOTATION_ROLLOUT_REASON,
+    "failed": ANNOTATION_FAILED_VERSION,
+    "hold": ANNOTATION_ROLLOUT_HOLD,
+}
+
+
+def rollout_record(body: Mapping[str, Any]) -> dict[str, str]:
+    """The rollout record the operator keeps in the Deployment's metadata (only the fields
+    set): phase, target, stable, started, reason, failed, hold."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return {field: annotations[key] for field, key in RECORD_FIELDS.items() if annotations.get(key)}
+
+
+def describe_record(body: Mapping[str, Any]) -> str:
+    """The record as one line, e.g. ``failed: target 3, stable 1 (...reason...)``."""
+    record = rollout_record(body)
+    if not record:
+        return "no rollout record (the operator has not managed this Deployment yet)"
+    parts = [record.get("phase", "unknown")]
+    details = [
+        f"{label} {record[field]}"
+        for field, label in (("target", "target"), ("stable", "stable"), ("started", "since"))
+        if field in record
+    ]
+    line = f"{parts[0]}: {', '.join(details)}" if details else parts[0]
+    if "reason" in record:
+        line += f" ({record['reason']})"
+    if "hold" in record:
+        line = f"HELD by {ANNOTATION_ROLLOUT_HOLD}={record['hold']!r}; last record: {line}"
+    return line

@@ -9,7 +9,26 @@ PREFIX = "mlkube.io"
 LABEL_MODEL_NAME = f"{PREFIX}/model-name"
 ANNOTATION_MODEL_ALIAS = f"{PREFIX}/model-alias"
 ANNOTATION_MODEL_VERSION = f"{PREFIX}/model-version"
+# Written by operator v1 in the pod template; v2 removes it whenever it patches the template.
 ANNOTATION_PREVIOUS_MODEL_VERSION = f"{PREFIX}/previous-model-version"
+
+# The rollout record: Deployment metadata (never the pod template, so writing it restarts no pod
+# and a revert brings the old ReplicaSet back). Written by the operator, read by `make status`.
+ANNOTATION_ROLLOUT_STATUS = f"{PREFIX}/rollout-status"  # the phase (see ROLLOUT_PHASES)
+ANNOTATION_ROLLOUT_TARGET = f"{PREFIX}/rollout-target"  # the version being rolled out
+ANNOTATION_STABLE_VERSION = f"{PREFIX}/stable-model-version"  # last version pods served
+ANNOTATION_ROLLOUT_STARTED = f"{PREFIX}/rollout-started"  # when the operator patched (UTC)
+ANNOTATION_ROLLOUT_REASON = f"{PREFIX}/rollout-reason"  # one line: why the record says so
+ANNOTATION_ROLLOUT_GENERATION = f"{PREFIX}/rollout-generation"  # metadata.generation of our patch
+ANNOTATION_FAILED_VERSION = f"{PREFIX}/failed-model-version"  # not rolled to again
+ANNOTATION_ROLLOUT_ATTEMPT = f"{PREFIX}/rollout-attempt"  # failed tries not caused by the model
+ANNOTATION_ROLLOUT_RETRY_AT = f"{PREFIX}/rollout-retry-at"  # next try (UTC), phase waiting
+# Set by people (or the chart, when serving.modelVersion is pinned): the operator leaves the
+# Deployment alone. The value says who and why.
+ANNOTATION_ROLLOUT_HOLD = f"{PREFIX}/rollout-hold"
+# Optional per Deployment: the operator's own deadline for one try, in seconds (default: the
+# Deployment's progressDeadlineSeconds).
+ANNOTATION_ROLLOUT_DEADLINE = f"{PREFIX}/rollout-deadline-seconds"
 
 # The serving container's env vars the operator reads and pins (the chart sets them).
 ENV_MODEL_VERSION = "MODEL_VERSION"
