@@ -13,7 +13,10 @@ import os
 import re
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,8 +25,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from mlkube.core.deployment import serving_containers
+from mlkube.core.names import ENV_MODEL_VERSION
 from rollout import __version__
-from rollout.plan import Event, JsonPatch
+from rollout.plan import Event, JsonPatch, PodView
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,14 @@ class Conflict(RuntimeError):
 
 
 class PatchRejected(RuntimeError):
-    """The API server refused the patch itself (422 on an object that did not change): sending
-    it again cannot help. The message carries the server's reason."""
+    """The API server refused the patch itself: 422 on an object that did not change, or an
+    admission denial / missing permission (400, 403). Sending it again as it is cannot help;
+    the message carries the server's reason."""
+
+
+PROBE_TIMEOUT = 2.0  # seconds for one GET /healthz/ready of a pod
+MAX_PROBES = 6  # pods asked per reconcile
+READY_PATH = "/healthz/ready"
 
 
 # What the API server answers (422, no causes) when a JSON patch does not apply to the current
@@ -179,6 +190,10 @@ class Kube:
                 raise Conflict(f"{where}: 409 {exc.reason}") from exc
             if exc.status == 404:
                 return None
+            if exc.status in (400, 403):  # an admission webhook or policy said no; or RBAC
+                message, causes = _status_of(exc)
+                detail = "; ".join([message, *causes])
+                raise PatchRejected(f"{where}: {exc.status} {exc.reason}: {detail}") from exc
             if exc.status == 422:
                 message, causes = _status_of(exc)
                 if TEST_OP_FAILED.search(message):
@@ -238,3 +253,107 @@ class Kube:
         self._core.create_namespaced_event(
             namespace, cast(Any, body), _preload_content=False, _request_timeout=TIMEOUT
         )
+
+    def pods(self, deployment: Mapping[str, Any], probe_ready: bool = True) -> list[PodView]:
+        """The Deployment's pods (its selector's matchLabels, checked here too), with what
+        ``GET /healthz/ready`` says on those that can tell why they do (not) serve."""
+        meta = deployment.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        response = self._core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False, _request_timeout=TIMEOUT
+        )
+        items = json.loads(cast(Any, response).data).get("items") or []
+        views = []
+        probes = 0
+        for pod in items:
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            if any(labels.get(k) != v for k, v in match.items()):
+                continue  # an API server (or emulator) that ignores label selectors
+            if (pod.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            view = pod_view(pod)
+            if probe_ready and probes < MAX_PROBES and (pod.get("status") or {}).get("podIP"):
+                probes += 1
+                view = replace(view, ready_detail=self.probe(pod))
+            views.append(view)
+        return views
+
+    def probe(self, pod: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``GET /healthz/ready`` of the pod (its JSON, 200 or 503), None when it gives none."""
+        ip = (pod.get("status") or {}).get("podIP")
+        port = serving_port(pod)
+        if not ip or port is None:
+            return None
+        host = f"[{ip}]" if ":" in ip else ip
+        request = urllib.request.Request(
+            f"http://{host}:{port}{READY_PATH}", headers={"User-Agent": USER_AGENT}
+        )
+        try:
+            with _DIRECT.open(request, timeout=PROBE_TIMEOUT) as answer:
+                data = answer.read(65536)
+        except urllib.error.HTTPError as exc:  # 503 while loading: the body says why
+            data = exc.read(65536)
+        except (OSError, ValueError) as exc:
+            log.debug("probe of pod %s failed: %s", ip, exc)
+            return None
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+
+# Pod IPs are never reached through an environment HTTP proxy.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def serving_port(pod: Mapping[str, Any]) -> int | None:
+    """The serving container's port named ``http``, else its first port."""
+    found = list(((pod.get("spec") or {}).get("containers")) or [])
+    for index in serving_containers({"spec": {"template": pod}}):
+        ports = found[index].get("ports") or []
+        for port in ports:
+            if port.get("name") == "http":
+                return int(port["containerPort"])
+        if ports:
+            return int(ports[0]["containerPort"])
+    return None
+
+
+def pod_view(pod: Mapping[str, Any]) -> PodView:
+    """What a pod says about itself: its version, readiness, scheduling and container state."""
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    found = list(spec.get("containers") or [])
+    indexes = serving_containers({"spec": {"template": pod}})
+    container = found[indexes[0]] if indexes else {}
+    version = None
+    for var in container.get("env") or []:
+        if var.get("name") == ENV_MODEL_VERSION:
+            version = var.get("value")
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = (conditions.get("Ready") or {}).get("status") == "True"
+    scheduled = conditions.get("PodScheduled") or {}
+    unschedulable = None
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        unschedulable = scheduled.get("message") or "Unschedulable"
+    state: dict[str, Any] = {}
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == container.get("name"):
+            state = cs
+    waiting = (state.get("state") or {}).get("waiting") or {}
+    terminated = (state.get("lastState") or {}).get("terminated") or (
+        (state.get("state") or {}).get("terminated") or {}
+    )
+    return PodView(
+        name=(pod.get("metadata") or {}).get("name", ""),
+        version=version,
+        ready=ready,
+        unschedulable=unschedulable,
+        waiting=waiting.get("reason"),
+        waiting_message=waiting.get("message"),
+        terminated=terminated.get("reason"),
+        restarts=int(state.get("restartCount") or 0),
+    )

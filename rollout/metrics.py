@@ -21,7 +21,8 @@ class Metrics:
         )
         self.rollouts = Counter(
             "mlkube_rollout_rollouts_total",
-            "Rollouts by result: started, succeeded, failed (reverted)",
+            "Rollouts by result: started, succeeded, failed (reverted: the model, or retries ran "
+            "out), stalled (not the model's fault: retried later)",
             ["result"],
             registry=self.registry,
         )
@@ -44,7 +45,14 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300),
             registry=self.registry,
         )
-        for result in ("started", "succeeded", "failed"):
+        self.refusals = Counter(
+            "mlkube_rollout_patch_refusals_total",
+            "Patches the API server refused (admission, policy, RBAC, invalid), by the action "
+            "they carried (roll, revert, stall, ...)",
+            ["action"],
+            registry=self.registry,
+        )
+        for result in ("started", "succeeded", "failed", "stalled"):
             self.rollouts.labels(result=result)  # export zeros: rate() works from the start
 
     def render(self) -> bytes:

@@ -1,71 +1,159 @@
-"""The operator's decisions, as pure functions of a Deployment body and the registry's answer.
+"""The operator's decisions, as pure functions of a Deployment body, its pods and the registry.
 
 Nothing here does I/O: ``decide`` returns an :class:`Action` (a JSON patch for the Deployment,
-a tag for the model version, an Event to emit), and :mod:`rollout.reconciler` carries it out.
+tags for the model version, an Event to emit), and :mod:`rollout.reconciler` carries it out.
 
 State lives in the Deployment, so a restarted operator carries on where the last one stopped:
 
-- pod template: env ``MODEL_VERSION`` of the serving container(s), annotations
-  ``mlkube.io/model-version`` (the pin) and ``mlkube.io/previous-model-version`` (what it
-  replaced, the version a failed rollout goes back to);
-- Deployment metadata (not the template, so writing it restarts no pod):
-  ``mlkube.io/rollout-status`` (progressing | succeeded | failed) and
-  ``mlkube.io/failed-model-version`` (the version not to roll to again until the alias moves).
+- pod template: only the pin, env ``MODEL_VERSION`` of the serving container(s) and the
+  annotation ``mlkube.io/model-version``. Nothing else: a template that differs only by the
+  pin is the same template, so going back to the stable version brings its old ReplicaSet back
+  (as ``kubectl rollout undo`` does) instead of creating a new one and restarting healthy pods;
+- Deployment metadata, the *rollout record* (writing it restarts no pod; ``kubectl describe``
+  and ``make status`` show it): ``mlkube.io/rollout-status`` (the phase: progressing,
+  succeeded, waiting, failed), ``rollout-target``, ``stable-model-version`` (the last version
+  a completed rollout had pods serve: what a failure goes back to), ``rollout-started`` (the
+  operator's own deadline counts from this patch), ``rollout-reason``, ``rollout-generation``
+  (metadata.generation our patch produced: a later one means someone else changed the spec),
+  ``failed-model-version`` (not rolled to again until the alias moves), ``rollout-attempt`` and
+  ``rollout-retry-at`` (retries of a rollout that failed for a reason other than the model);
+- ``mlkube.io/rollout-hold`` (set by people, or by the chart when it pins a version): the
+  operator writes nothing to that Deployment.
+
+The MLflow version gets the verdict per Deployment: ``mlkube.rollout/<namespace>/<name>``
+(succeeded | failed | aborted) and ``mlkube.rollout.reason/<namespace>/<name>``, so Deployments
+following the same alias (staging, production) do not overwrite each other's verdicts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlkube.core.backoff import Backoff
 from mlkube.core.deployment import (
     Phase,
     containers,
     env_index,
+    format_time,
+    parse_time,
     pinned_version,
     rollout_phase,
     serving_containers,
-    template_annotations,
 )
 from mlkube.core.names import (
+    ANNOTATION_FAILED_VERSION,
     ANNOTATION_MODEL_ALIAS,
     ANNOTATION_MODEL_VERSION,
     ANNOTATION_PREVIOUS_MODEL_VERSION,
+    ANNOTATION_ROLLOUT_ATTEMPT,
+    ANNOTATION_ROLLOUT_DEADLINE,
+    ANNOTATION_ROLLOUT_GENERATION,
+    ANNOTATION_ROLLOUT_HOLD,
+    ANNOTATION_ROLLOUT_REASON,
+    ANNOTATION_ROLLOUT_RETRY_AT,
+    ANNOTATION_ROLLOUT_STARTED,
+    ANNOTATION_ROLLOUT_STATUS,
+    ANNOTATION_ROLLOUT_TARGET,
+    ANNOTATION_STABLE_VERSION,
     DEFAULT_ALIAS,
     ENV_MODEL_VERSION,
     LABEL_MODEL_NAME,
-    PREFIX,
     TAG_PREFIX,
 )
 
-ANNOTATION_ROLLOUT_STATUS = f"{PREFIX}/rollout-status"
-ANNOTATION_FAILED_VERSION = f"{PREFIX}/failed-model-version"
-TAG_ROLLOUT = f"{TAG_PREFIX}.rollout"
+__all__ = ["ANNOTATION_FAILED_VERSION", "ANNOTATION_ROLLOUT_STATUS"]
+
+TAG_ROLLOUT = f"{TAG_PREFIX}.rollout"  # + /<namespace>/<name>
+TAG_ROLLOUT_REASON = f"{TAG_PREFIX}.rollout.reason"
 
 STATUS_PROGRESSING = "progressing"
 STATUS_SUCCEEDED = "succeeded"
+STATUS_WAITING = "waiting"  # failed for a reason other than the model: retried later
 STATUS_FAILED = "failed"
 
+VERDICT_SUCCEEDED = "succeeded"
+VERDICT_FAILED = "failed"  # the model is the cause
+VERDICT_ABORTED = "aborted"  # gave up after retries, the model not shown to be the cause
+
+DEFAULT_DEADLINE_SECONDS = 600  # Kubernetes' default progressDeadlineSeconds
+MAX_REASON = 480  # an annotation value people read in `kubectl describe`
+
 JsonPatch = list[dict[str, Any]]
+
+
+def tag_key(namespace: str, name: str) -> str:
+    """The MLflow tag holding this Deployment's verdict on a version."""
+    return f"{TAG_ROLLOUT}/{namespace}/{name}"
+
+
+def reason_tag_key(namespace: str, name: str) -> str:
+    return f"{TAG_ROLLOUT_REASON}/{namespace}/{name}"
 
 
 class Kind(enum.Enum):
     NOOP = "noop"  # nothing to write
     ROLL = "roll"  # pin the pod template to a new version
-    SUCCEED = "succeed"  # the rollout finished: report it
-    REVERT = "revert"  # the rollout missed its deadline: restore the previous version
+    SUCCEED = "succeed"  # the rollout finished and pods serve the version: report it
+    REVERT = "revert"  # the model failed (or retries ran out): back to the stable version
+    STALL = "stall"  # failed for another reason: back to stable (if any), retry later
+    NOTE = "note"  # the record changes (metadata only), e.g. a restarted deadline
     TAG = "tag"  # only the registry tag is missing
     FORGET = "forget"  # the alias moved off a failed version: drop the marker
 
 
+class Cause(enum.Enum):
+    """Why a rollout did not complete: only MODEL (and OOM) blames the model version."""
+
+    MODEL = "model"  # the model did not load (readiness reports the error) or ran out of memory
+    CAPACITY = "capacity"  # a new pod cannot be scheduled or created (resources, quota)
+    IMAGE = "image"  # image pull failures
+    CONFIG = "config"  # the pod cannot start (missing ConfigMap/Secret, ...)
+    CRASH = "crash"  # the server crashes for another reason
+    REGISTRY = "registry"  # MLflow or the artifact store did not answer while pods loaded
+    SLOW = "slow"  # still loading, no error: the model loads slower than the deadline
+    PAUSED = "paused"  # spec.paused
+    NO_PODS = "no-pods"  # zero replicas: no pod can serve the version
+    UNKNOWN = "unknown"  # nothing seen that says why
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long a try may take and how often a rollout is retried when the model is not the
+    cause of its failure."""
+
+    max_attempts: int = 3
+    retry: Backoff = Backoff(first=60.0, cap=1800.0)
+
+
+DEFAULT_POLICY = Policy()
+
+
 @dataclass(frozen=True)
 class AliasTarget:
-    """What the registry says: the version the alias points at, and its rollout tag."""
+    """What the registry says: the version the alias points at, and that version's tags."""
 
     version: str
-    rollout_tag: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodView:
+    """The parts of one pod of the Deployment that say why it is (not) serving."""
+
+    name: str
+    version: str | None  # MODEL_VERSION of its serving container
+    ready: bool = False
+    unschedulable: str | None = None  # PodScheduled=False: the scheduler's message
+    waiting: str | None = None  # the serving container's waiting reason (ImagePullBackOff, ...)
+    waiting_message: str | None = None
+    terminated: str | None = None  # the last termination's reason (OOMKilled, Error)
+    restarts: int = 0
+    ready_detail: Mapping[str, Any] | None = None  # GET /healthz/ready's JSON, when asked
 
 
 @dataclass(frozen=True)
@@ -80,24 +168,51 @@ class Action:
     kind: Kind
     reason: str
     version: str | None = None
-    previous: str | None = None
+    previous: str | None = None  # the version the Deployment goes back to (REVERT/STALL)
     patch: JsonPatch = field(default_factory=list)
-    tag: str | None = None  # value of TAG_ROLLOUT to set on ``version``
+    tags: Mapping[str, str] = field(default_factory=dict)  # MLflow tags to set on ``version``
     event: Event | None = None
+    cause: Cause | None = None
+
+    @property
+    def tag(self) -> str | None:
+        """This Deployment's verdict among ``tags`` (None when none is set)."""
+        for key, value in self.tags.items():
+            if key.startswith(TAG_ROLLOUT + "/"):
+                return value
+        return None
 
 
 @dataclass(frozen=True)
 class Watched:
-    """The parts of a labelled Deployment the operator reads."""
+    """The parts of a labelled Deployment the operator reads: the pin and the record."""
 
     namespace: str
     name: str
     model_name: str
     alias: str
     pinned: str | None  # MODEL_VERSION of the serving container(s), else the annotation
-    previous: str | None
     status: str | None
     failed_version: str | None
+    target: str | None = None
+    stable: str | None = None
+    started: dt.datetime | None = None
+    reason: str | None = None
+    generation: int | None = None  # recorded by our last template patch
+    attempt: int = 0
+    retry_at: dt.datetime | None = None
+    hold: str | None = None
+
+    @property
+    def tag_key(self) -> str:
+        return tag_key(self.namespace, self.name)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def parse(body: Mapping[str, Any]) -> Watched | None:
@@ -110,17 +225,35 @@ def parse(body: Mapping[str, Any]) -> Watched | None:
     if not model_name:
         return None
     annotations = meta.get("annotations") or {}
-    pod_annotations = template_annotations(body)
+    pinned = pinned_version(body)
+    status = annotations.get(ANNOTATION_ROLLOUT_STATUS) or None
+    stable = annotations.get(ANNOTATION_STABLE_VERSION) or None
+    if stable is None and status == STATUS_SUCCEEDED:
+        stable = pinned  # a record written by operator v1: the succeeded pin is the stable one
+    target = annotations.get(ANNOTATION_ROLLOUT_TARGET) or None
+    if target is None and status == STATUS_PROGRESSING:
+        target = pinned  # v1 record
+    generation = annotations.get(ANNOTATION_ROLLOUT_GENERATION)
     return Watched(
         namespace=meta.get("namespace") or "default",
         name=meta.get("name", ""),
         model_name=model_name,
         alias=annotations.get(ANNOTATION_MODEL_ALIAS) or DEFAULT_ALIAS,
-        pinned=pinned_version(body),
-        previous=pod_annotations.get(ANNOTATION_PREVIOUS_MODEL_VERSION) or None,
-        status=annotations.get(ANNOTATION_ROLLOUT_STATUS) or None,
+        pinned=pinned,
+        status=status,
         failed_version=annotations.get(ANNOTATION_FAILED_VERSION) or None,
+        target=target,
+        stable=stable,
+        started=parse_time(annotations.get(ANNOTATION_ROLLOUT_STARTED)),
+        reason=annotations.get(ANNOTATION_ROLLOUT_REASON) or None,
+        generation=_int(generation, 0) or None,
+        attempt=_int(annotations.get(ANNOTATION_ROLLOUT_ATTEMPT)),
+        retry_at=parse_time(annotations.get(ANNOTATION_ROLLOUT_RETRY_AT)),
+        hold=annotations.get(ANNOTATION_ROLLOUT_HOLD) or None,
     )
+
+
+# -- patches ------------------------------------------------------------------------------------
 
 
 def _pointer(*parts: str | int) -> str:
@@ -164,10 +297,12 @@ def _metadata_ops(
     return _annotation_ops(base, annotations, changes)
 
 
-def template_patch(body: Mapping[str, Any], version: str | None, previous: str | None) -> JsonPatch:
-    """Ops that pin the pod template to ``version`` (None: unpin) with ``previous`` recorded.
+def template_patch(body: Mapping[str, Any], version: str) -> JsonPatch:
+    """Ops that pin the pod template to ``version``; nothing else in the template changes, so
+    pinning back the stable version gives back the stable template (and its ReplicaSet).
 
-    Only the ``MODEL_VERSION`` entry and our annotations change; ``test`` ops guard the list
+    Only the ``MODEL_VERSION`` entry and the ``mlkube.io/model-version`` annotation change (and
+    operator v1's ``previous-model-version`` annotation goes); ``test`` ops guard the list
     positions we rely on, so a concurrent edit of the containers makes the patch fail (and the
     reconciler re-reads) instead of writing to the wrong entry."""
     ops: JsonPatch = []
@@ -175,20 +310,12 @@ def template_patch(body: Mapping[str, Any], version: str | None, previous: str |
     for index in serving_containers(body):
         container = found[index]
         base = ("spec", "template", "spec", "containers", index)
-        ops.append({"op": "test", "path": _pointer(*base, "name"), "value": container.get("name")})
         position = env_index(container, ENV_MODEL_VERSION)
         entry = {"name": ENV_MODEL_VERSION, "value": version}
-        if version is None:
-            if position is not None:
-                ops.append(
-                    {
-                        "op": "test",
-                        "path": _pointer(*base, "env", position, "name"),
-                        "value": ENV_MODEL_VERSION,
-                    }
-                )
-                ops.append({"op": "remove", "path": _pointer(*base, "env", position)})
-        elif container.get("env") is None:
+        if position is not None and (container.get("env") or [])[position] == entry:
+            continue
+        ops.append({"op": "test", "path": _pointer(*base, "name"), "value": container.get("name")})
+        if container.get("env") is None:
             ops.append({"op": "add", "path": _pointer(*base, "env"), "value": [entry]})
         elif position is None:
             ops.append({"op": "add", "path": _pointer(*base, "env", "-"), "value": entry})
@@ -204,7 +331,7 @@ def template_patch(body: Mapping[str, Any], version: str | None, previous: str |
     ops += _metadata_ops(
         body,
         ("spec", "template", "metadata"),
-        {ANNOTATION_MODEL_VERSION: version, ANNOTATION_PREVIOUS_MODEL_VERSION: previous},
+        {ANNOTATION_MODEL_VERSION: version, ANNOTATION_PREVIOUS_MODEL_VERSION: None},
     )
     return ops
 
@@ -223,81 +350,424 @@ def with_precondition(body: Mapping[str, Any], ops: JsonPatch) -> JsonPatch:
     return [{"op": "replace", "path": "/metadata/resourceVersion", "value": version}, *ops]
 
 
-def _roll(body: Mapping[str, Any], watched: Watched, version: str, why: str) -> Action:
-    previous = watched.pinned
-    ops = template_patch(body, version, previous)
-    ops += state_patch(
-        body, {ANNOTATION_ROLLOUT_STATUS: STATUS_PROGRESSING, ANNOTATION_FAILED_VERSION: None}
+def _changes_spec(ops: JsonPatch) -> bool:
+    return any(op["op"] != "test" and op["path"].startswith("/spec/") for op in ops)
+
+
+# -- why a rollout did not complete -------------------------------------------------------------
+
+IMAGE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                           "ErrImageNeverPull", "RegistryUnavailable"})  # fmt: skip
+CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError",
+                            "RunContainerError"})  # fmt: skip
+# A model load error that says the registry or the artifact store did not answer (or refused
+# our credentials), not that the model is broken.
+INFRA_LOAD_ERROR = re.compile(
+    r"connection refused|connection reset|connect(ion)? ?timeout|timed out|timeout|unreachable"
+    r"|name or service not known|name resolution|nodename nor servname|max retries exceeded"
+    r"|remote ?disconnected|temporarily unavailable|service unavailable|bad gateway"
+    r"|gateway time|\b50[234]\b|\b429\b|too many requests|endpointconnectionerror"
+    r"|nocredentialserror|credentials|accessdenied|access denied|\b40[13]\b|forbidden"
+    r"|unauthori[sz]ed|slowdown|backed off|urlerror|connectionerror|newconnectionerror",
+    re.IGNORECASE,
+)
+
+
+def classify_load_error(message: str) -> Cause:
+    """A model load error, as /healthz/ready's ``last_error`` says it: MLflow or the artifact
+    store being away (REGISTRY) or the model itself (MODEL)."""
+    return Cause.REGISTRY if INFRA_LOAD_ERROR.search(message) else Cause.MODEL
+
+
+# When several new pods tell different stories, the strongest evidence wins.
+_PRIORITY = [Cause.MODEL, Cause.CAPACITY, Cause.IMAGE, Cause.CONFIG, Cause.REGISTRY,
+             Cause.CRASH, Cause.SLOW, Cause.UNKNOWN]  # fmt: skip
+
+
+def _pod_cause(pod: PodView) -> tuple[Cause, str]:
+    if pod.unschedulable is not None:
+        return Cause.CAPACITY, f"pod {pod.name} cannot be scheduled: {pod.unschedulable}"
+    if pod.waiting in IMAGE_REASONS:
+        return Cause.IMAGE, f"pod {pod.name}: {pod.waiting} {pod.waiting_message or ''}".strip()
+    if pod.waiting in CONFIG_REASONS:
+        return Cause.CONFIG, f"pod {pod.name}: {pod.waiting} {pod.waiting_message or ''}".strip()
+    if pod.terminated == "OOMKilled":
+        return Cause.MODEL, f"pod {pod.name} ran out of memory loading the model (OOMKilled)"
+    detail = pod.ready_detail or {}
+    error = detail.get("last_error")
+    if not pod.ready and isinstance(error, str) and error:
+        return classify_load_error(error), f"pod {pod.name} cannot load the model: {error}"
+    if pod.waiting == "CrashLoopBackOff" or pod.terminated:
+        last = f" (last exit: {pod.terminated})" if pod.terminated else ""
+        return Cause.CRASH, f"pod {pod.name} keeps crashing{last}, {pod.restarts} restarts"
+    if not pod.ready and detail.get("status") == "loading":
+        return Cause.SLOW, f"pod {pod.name} is still loading the model, no error so far"
+    return Cause.UNKNOWN, f"pod {pod.name} is not ready"
+
+
+def classify(
+    body: Mapping[str, Any], pods: Sequence[PodView] | None, version: str
+) -> tuple[Cause, str]:
+    """Why the pods of ``version`` are not available: the cause and a one-line detail."""
+    spec = body.get("spec") or {}
+    if spec.get("paused"):
+        return Cause.PAUSED, "the Deployment is paused (spec.paused): nothing rolls"
+    if spec.get("replicas", 1) == 0:
+        return Cause.NO_PODS, "the Deployment has 0 replicas: no pod has served the version"
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return Cause.CAPACITY, (
+                f"pods cannot be created: {condition.get('reason', '')}: "
+                f"{condition.get('message', '')}"
+            ).strip(": ")
+    if pods is None:
+        return Cause.UNKNOWN, "the pods could not be read"
+    new = [p for p in pods if p.version == version and not p.ready]
+    if not new:
+        if any(p.version == version for p in pods):
+            return Cause.UNKNOWN, f"the pods of version {version} are ready but not available"
+        return Cause.CAPACITY, f"no pod of version {version} was created"
+    found = [_pod_cause(p) for p in new]
+    found.sort(key=lambda c: _PRIORITY.index(c[0]))
+    return found[0]
+
+
+def _served_by_old_pods(pods: Sequence[PodView] | None, version: str) -> str | None:
+    """The one version the ready pods of older ReplicaSets report serving, if they agree."""
+    seen = {
+        str(p.ready_detail.get("model_version"))
+        for p in pods or []
+        if p.ready and p.version != version and p.ready_detail and p.ready_detail.get(
+            "model_version")
+    }  # fmt: skip
+    return seen.pop() if len(seen) == 1 else None
+
+
+def deadline_seconds(body: Mapping[str, Any], attempt: int = 0) -> float:
+    """How long one try may take: the Deployment's ``mlkube.io/rollout-deadline-seconds``,
+    else its progressDeadlineSeconds; doubled for each retry (a model slower to load than the
+    deadline gets the time it needs)."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    spec = body.get("spec") or {}
+    base = _int(annotations.get(ANNOTATION_ROLLOUT_DEADLINE)) or _int(
+        spec.get("progressDeadlineSeconds"), DEFAULT_DEADLINE_SECONDS
     )
-    if previous is None:
-        message = f"Pinning model {watched.model_name} to version {version} ({why})"
+    return float(base * 2 ** max(attempt, 0))
+
+
+# -- deciding -----------------------------------------------------------------------------------
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def _generation(body: Mapping[str, Any]) -> int:
+    return _int((body.get("metadata") or {}).get("generation"))
+
+
+def _record(
+    body: Mapping[str, Any], template_ops: JsonPatch, **fields: str | int | None
+) -> JsonPatch:
+    """``template_ops`` plus the record fields given (None removes one). When the template
+    changes, the generation it will have is recorded too."""
+    keys = {
+        "status": ANNOTATION_ROLLOUT_STATUS,
+        "target": ANNOTATION_ROLLOUT_TARGET,
+        "stable": ANNOTATION_STABLE_VERSION,
+        "started": ANNOTATION_ROLLOUT_STARTED,
+        "reason": ANNOTATION_ROLLOUT_REASON,
+        "failed": ANNOTATION_FAILED_VERSION,
+        "attempt": ANNOTATION_ROLLOUT_ATTEMPT,
+        "retry_at": ANNOTATION_ROLLOUT_RETRY_AT,
+        "generation": ANNOTATION_ROLLOUT_GENERATION,
+    }
+    changes: dict[str, str | None] = {
+        keys[name]: None if value is None else str(value) for name, value in fields.items()
+    }
+    if "reason" in fields and fields["reason"] is not None:
+        changes[ANNOTATION_ROLLOUT_REASON] = _short(str(fields["reason"]))
+    if _changes_spec(template_ops):
+        changes[ANNOTATION_ROLLOUT_GENERATION] = str(_generation(body) + 1)
+    return template_ops + state_patch(body, changes)
+
+
+def _verdict(w: Watched, verdict: str, reason: str) -> dict[str, str]:
+    return {w.tag_key: verdict, reason_tag_key(w.namespace, w.name): _short(reason)}
+
+
+def _roll(
+    body: Mapping[str, Any], w: Watched, version: str, why: str, now: dt.datetime, attempt: int = 0
+) -> Action:
+    ops = _record(
+        body,
+        template_patch(body, version),
+        status=STATUS_PROGRESSING,
+        target=version,
+        stable=w.stable,
+        started=format_time(now),
+        reason=why,
+        failed=None,
+        attempt=attempt or None,
+        retry_at=None,
+    )
+    if w.pinned is None:
+        message = f"Pinning model {w.model_name} to version {version} ({why})"
+    elif w.pinned == version:
+        message = f"Rolling model {w.model_name} version {version} again ({why})"
     else:
-        message = f"Rolling model {watched.model_name} from version {previous} to {version} ({why})"
+        message = f"Rolling model {w.model_name} from version {w.pinned} to {version} ({why})"
     return Action(
         Kind.ROLL,
         reason=message,
         version=version,
-        previous=previous,
+        previous=w.stable,
         patch=ops,
         event=Event("Normal", "ModelRolloutStarted", message),
     )
 
 
-def decide(body: Mapping[str, Any], alias: AliasTarget | None, registry_ok: bool = True) -> Action:
-    """What to do with this Deployment now.
+def _fallback(w: Watched, pods: Sequence[PodView] | None, version: str) -> str | None:
+    """Where a failed rollout of ``version`` goes back to: the stable version, else what the
+    ready older pods serve (a first pin: they were loaded from the alias before it moved)."""
+    for candidate in (w.stable, _served_by_old_pods(pods, version)):
+        if candidate is not None and candidate != version:
+            return candidate
+    return None
 
-    ``alias`` is None when the alias is not set (``registry_ok`` True) or when the registry
-    gave no answer: unreachable, or refusing the call, e.g. 401/403 (``registry_ok`` False).
-    Then nothing is rolled forward, but a failed rollout is still reverted, since that must not
-    wait for MLflow."""
-    watched = parse(body)
-    if watched is None:
-        return Action(Kind.NOOP, reason="not labelled for the operator")
 
-    if watched.status == STATUS_PROGRESSING and watched.pinned is not None:
-        version = watched.pinned
-        phase = rollout_phase(body)
-        if phase is Phase.FAILED:
-            restore = watched.previous
-            ops = template_patch(body, restore, version if restore is not None else None)
-            ops += state_patch(
-                body, {ANNOTATION_ROLLOUT_STATUS: STATUS_FAILED, ANNOTATION_FAILED_VERSION: version}
-            )
-            target = f"version {restore}" if restore else "the unpinned template"
+def _fail(
+    body: Mapping[str, Any],
+    w: Watched,
+    version: str,
+    cause: Cause,
+    detail: str,
+    pods: Sequence[PodView] | None,
+    gave_up: bool,
+) -> Action:
+    """The model is the cause (or retries ran out): back to the stable version, and do not roll
+    to ``version`` again until the alias moves."""
+    restore = _fallback(w, pods, version)
+    what = (
+        f"did not become available after {w.attempt + 1} tries ({detail})"
+        if gave_up
+        else f"failed: {detail}"
+    )
+    if restore is not None:
+        done = f"restored version {restore}"
+        template_ops = template_patch(body, restore)
+    else:
+        # Unpinning would make every new pod load the alias, which points at this version.
+        done = (
+            f"no version known to serve to go back to, so the pods stay pinned to {version} "
+            f"(the pods of older ReplicaSets keep serving; pin a version by hand or move the "
+            f"alias)"
+        )
+        template_ops = []
+    message = (
+        f"Model {w.model_name} version {version} {what}; {done}; version {version} will not be "
+        f"rolled out again until alias {w.alias} moves"
+    )
+    ops = _record(
+        body,
+        template_ops,
+        status=STATUS_FAILED,
+        target=version,
+        stable=restore,
+        reason=message,
+        failed=version,
+        attempt=None,
+        retry_at=None,
+    )
+    verdict = VERDICT_ABORTED if gave_up else VERDICT_FAILED
+    return Action(
+        Kind.REVERT,
+        reason=message,
+        version=version,
+        previous=restore,
+        patch=ops,
+        tags=_verdict(w, verdict, message),
+        event=Event("Warning", "ModelRolloutAborted" if gave_up else "ModelRolloutFailed", message),
+        cause=cause,
+    )
+
+
+def _stall(
+    body: Mapping[str, Any],
+    w: Watched,
+    version: str,
+    cause: Cause,
+    detail: str,
+    now: dt.datetime,
+    policy: Policy,
+) -> Action:
+    """Not the model's fault: back to the stable version (its ReplicaSet still runs, so nothing
+    has to be scheduled or downloaded), and try again after a backoff."""
+    attempt = w.attempt + 1
+    delay = policy.retry.delay(attempt)
+    retry_at = now + dt.timedelta(seconds=delay)
+    restore = w.stable if w.stable not in (None, version) else None
+    back = f"back on version {restore}" if restore else "keeping the pin (no stable version)"
+    if cause in (Cause.PAUSED, Cause.NO_PODS):
+        template_ops: JsonPatch = []  # nothing rolls anyway: leave the template be
+        back = "the template is left as it is"
+    else:
+        template_ops = template_patch(body, restore) if restore else []
+    message = (
+        f"Model {w.model_name} version {version} is not rolled out after "
+        f"{deadline_seconds(body, w.attempt):.0f}s ({cause.value}: {detail}); not the "
+        f"model's fault: {back}, retry {attempt} of {policy.max_attempts - 1} at "
+        f"{format_time(retry_at)}"
+    )
+    ops = _record(
+        body,
+        template_ops,
+        status=STATUS_WAITING,
+        target=version,
+        reason=message,
+        attempt=attempt,
+        retry_at=format_time(retry_at),
+    )
+    return Action(
+        Kind.STALL,
+        reason=message,
+        version=version,
+        previous=restore,
+        patch=ops,
+        event=Event("Warning", "ModelRolloutStalled", message),
+        cause=cause,
+    )
+
+
+def _note(body: Mapping[str, Any], w: Watched, reason: str, **fields: str | None) -> Action:
+    """Record why the rollout is where it is, once (no write when the record says it already)."""
+    if w.reason == _short(reason) and not fields:
+        return Action(Kind.NOOP, reason=reason)
+    return Action(Kind.NOTE, reason=reason, version=w.target,
+                  patch=_record(body, [], reason=reason, **fields))  # fmt: skip
+
+
+def _progressing(
+    body: Mapping[str, Any],
+    w: Watched,
+    alias: AliasTarget | None,
+    now: dt.datetime,
+    pods: Sequence[PodView] | None,
+    policy: Policy,
+) -> Action:
+    assert w.pinned is not None
+    version = w.target or w.pinned
+    if w.pinned != version:  # pinned by someone else meanwhile (no hold): that is the target now
+        return _note(body, w, f"pinned to version {w.pinned} by someone else during the rollout",
+                     target=w.pinned, started=format_time(now),
+                     generation=str(_generation(body)))  # fmt: skip
+    spec = body.get("spec") or {}
+    started = w.started or now
+    if w.generation is not None and _generation(body) > w.generation:
+        return _note(
+            body, w,
+            f"the Deployment's spec was changed by someone else during the rollout of version "
+            f"{version} (generation {w.generation} -> {_generation(body)}); deadline restarted",
+            started=format_time(now), generation=str(_generation(body)),
+        )  # fmt: skip
+
+    phase = rollout_phase(body, since=w.started)
+    status = body.get("status") or {}
+    replicas = spec.get("replicas", 1)
+    if phase is Phase.COMPLETE and replicas > 0 and not spec.get("paused"):
+        served = (status.get("availableReplicas") or 0) >= 1 and (
+            pods is None or any(p.version == version and p.ready for p in pods)
+        )
+        if served:
             message = (
-                f"Model {watched.model_name} version {version} did not become available "
-                f"(ProgressDeadlineExceeded): restored {target}; version {version} will not be "
-                f"rolled out again until alias {watched.alias} moves"
-            )
-            return Action(
-                Kind.REVERT,
-                reason=message,
-                version=version,
-                previous=restore,
-                patch=ops,
-                tag=STATUS_FAILED,
-                event=Event("Warning", "ModelRolloutFailed", message),
-            )
-        if phase is Phase.COMPLETE:
-            if not registry_ok:
-                return Action(Kind.NOOP, reason="rollout complete; waiting for the registry to tag")
-            message = (
-                f"Model {watched.model_name} version {version} is rolled out: "
-                "all replicas updated and available"
+                f"Model {w.model_name} version {version} is rolled out: {replicas} "
+                f"replica(s) updated, available and serving it"
             )
             return Action(
                 Kind.SUCCEED,
                 reason=message,
                 version=version,
-                previous=watched.previous,
-                patch=state_patch(body, {ANNOTATION_ROLLOUT_STATUS: STATUS_SUCCEEDED}),
-                tag=STATUS_SUCCEEDED,
+                previous=w.stable,
+                patch=_record(
+                    body,
+                    [],
+                    status=STATUS_SUCCEEDED,
+                    stable=version,
+                    reason=message,
+                    attempt=None,
+                    retry_at=None,
+                    failed=None,
+                ),  # fmt: skip
+                tags=_verdict(w, VERDICT_SUCCEEDED, message),
                 event=Event("Normal", "ModelRolloutSucceeded", message),
             )
-        # Still progressing: follow the alias if it moved on (the newer version supersedes).
-        if alias is None or alias.version in (version, watched.failed_version):
-            return Action(Kind.NOOP, reason=f"rollout of version {version} in progress")
-        return _roll(body, watched, alias.version, f"alias {watched.alias} moved during rollout")
+
+    deadline = started + dt.timedelta(seconds=deadline_seconds(body, w.attempt))
+    if phase is Phase.FAILED or now >= deadline:
+        cause, detail = classify(body, pods, version)
+        if cause is Cause.MODEL:
+            return _fail(body, w, version, cause, detail, pods, gave_up=False)
+        if cause not in (Cause.PAUSED, Cause.NO_PODS) and w.attempt + 1 >= policy.max_attempts:
+            return _fail(body, w, version, cause, detail, pods, gave_up=True)
+        return _stall(body, w, version, cause, detail, now, policy)
+
+    # Still within the deadline. The alias moved on: the newer version supersedes this one.
+    if alias is not None and alias.version not in (version, w.failed_version):
+        return _roll(body, w, alias.version, f"alias {w.alias} moved during the rollout", now)
+    if spec.get("paused") or replicas == 0:
+        _, detail = classify(body, pods, version)
+        return _note(body, w, f"waiting: {detail}")
+    return Action(Kind.NOOP, reason=f"rollout of version {version} in progress")
+
+
+def _waiting(
+    body: Mapping[str, Any], w: Watched, alias: AliasTarget | None, now: dt.datetime
+) -> Action:
+    version = w.target or w.pinned
+    if alias is not None and alias.version not in (version, w.failed_version):
+        return _roll(body, w, alias.version, f"alias {w.alias} -> {alias.version}", now)
+    if alias is None or version is None:
+        return Action(Kind.NOOP, reason="waiting to retry; the registry gave no answer")
+    if w.retry_at is not None and now < w.retry_at:
+        return Action(Kind.NOOP, reason=f"retrying version {version} at {format_time(w.retry_at)}")
+    return _roll(body, w, version, f"retry {w.attempt} after: {w.reason or 'a stall'}", now,
+                 attempt=w.attempt)  # fmt: skip
+
+
+def decide(
+    body: Mapping[str, Any],
+    alias: AliasTarget | None,
+    registry_ok: bool = True,
+    *,
+    now: dt.datetime | None = None,
+    pods: Sequence[PodView] | None = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> Action:
+    """What to do with this Deployment now.
+
+    ``alias`` is None when the alias is not set (``registry_ok`` True) or when the registry
+    gave no answer: unreachable, or refusing the call, e.g. 401/403 (``registry_ok`` False).
+    Then nothing is rolled forward, but a failed rollout is still reverted, since that must not
+    wait for MLflow. ``pods``: the Deployment's pods (None: not read), which say why a rollout
+    is not completing and whether pods serve the version."""
+    now = now or dt.datetime.now(dt.UTC)
+    w = parse(body)
+    if w is None:
+        return Action(Kind.NOOP, reason="not labelled for the operator")
+    if w.hold is not None:
+        return Action(
+            Kind.NOOP,
+            reason=f"held ({ANNOTATION_ROLLOUT_HOLD}: {w.hold}): the operator leaves it alone",
+        )
+
+    if w.status == STATUS_PROGRESSING and w.pinned is not None:
+        action = _progressing(body, w, alias if registry_ok else None, now, pods, policy)
+        if action.kind is Kind.SUCCEED and not registry_ok:
+            return Action(Kind.NOOP, reason="rollout complete; waiting for the registry to tag")
+        return action
+    if w.status == STATUS_WAITING:
+        return _waiting(body, w, alias if registry_ok else None, now)
 
     if alias is None:
         if not registry_ok:
@@ -308,40 +778,40 @@ def decide(body: Mapping[str, Any], alias: AliasTarget | None, registry_ok: bool
             )
         return Action(
             Kind.NOOP,
-            reason=f"alias {watched.alias} of model {watched.model_name} is not set (or the "
+            reason=f"alias {w.alias} of model {w.model_name} is not set (or the "
             "model is not registered); keeping the current version",
         )
 
-    if alias.version == watched.failed_version:
-        if alias.rollout_tag is None:
+    ours = alias.tags.get(w.tag_key)
+    if alias.version == w.failed_version:
+        if ours is None:
             return Action(
                 Kind.TAG,
                 reason="tagging the failed version",
                 version=alias.version,
-                tag=STATUS_FAILED,
+                tags=_verdict(w, VERDICT_FAILED, w.reason or "the rollout failed"),
             )
         return Action(
             Kind.NOOP,
             reason=f"version {alias.version} failed to roll out; waiting for alias "
-            f"{watched.alias} to move",
+            f"{w.alias} to move",
         )
 
-    if alias.version == watched.pinned:
-        if watched.failed_version is not None:  # e.g. the alias was moved back by hand
+    if alias.version == w.pinned:
+        if w.failed_version is not None:  # e.g. the alias was moved back by hand
             return Action(
                 Kind.FORGET,
-                reason=f"alias {watched.alias} moved off failed version {watched.failed_version}",
+                reason=f"alias {w.alias} moved off failed version {w.failed_version}",
                 version=alias.version,
                 patch=state_patch(body, {ANNOTATION_FAILED_VERSION: None}),
             )
-        if watched.status == STATUS_SUCCEEDED and alias.rollout_tag is None:
+        if w.status == STATUS_SUCCEEDED and ours is None:
             return Action(
                 Kind.TAG,
                 reason="tagging the rolled-out version",
                 version=alias.version,
-                tag=STATUS_SUCCEEDED,
+                tags=_verdict(w, VERDICT_SUCCEEDED, w.reason or "rolled out"),
             )
         return Action(Kind.NOOP, reason=f"pinned to version {alias.version}, as alias says")
 
-    why = f"alias {watched.alias} -> {alias.version}"
-    return _roll(body, watched, alias.version, why)
+    return _roll(body, w, alias.version, f"alias {w.alias} -> {alias.version}", now)

@@ -3,7 +3,9 @@
 - ``apps/deployments``: ``list`` + ``watch`` (kopf's watch stream), ``get`` (re-read before
   a write) and ``patch`` (JSON patch of the pod template and our annotations). Never update
   (no PUT), create or delete.
-- ``events`` (core): ``create`` only (rollout started/succeeded/failed).
+- ``events`` (core): ``create`` only (rollout started/succeeded/failed/stalled, refusals).
+- ``pods`` (core): ``list`` (when a rollout completes or runs out of time: do pods serve the
+  version, and if not, why: Unschedulable, ImagePullBackOff, CrashLoopBackOff, ...).
 
 Nothing for kopf beyond that: peering is off (standalone, no ``kopf.dev`` objects), namespace
 and CRD scanning are off, kopf posts no Events, and no handler needs a finalizer or kopf's
@@ -29,6 +31,11 @@ RULES: Final[list[dict[str, list[str]]]] = [
         "apiGroups": [""],
         "resources": ["events"],
         "verbs": ["create"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "verbs": ["list"],
     },
 ]
 

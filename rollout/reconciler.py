@@ -2,6 +2,11 @@
 
 Blocking (the Kubernetes and MLflow clients are synchronous): the operator runs it in worker
 threads, one Deployment at a time per Deployment (a lock per name), any number in parallel.
+
+The pods are read only when a decision depends on them (a rollout that completed or ran out of
+time): they say whether pods serve the version, and why not. A patch the API server refuses
+(admission denial, policy, RBAC, invalid object) is posted as a Warning Event on the Deployment
+and not sent again before a backoff ends, unless the Deployment changed meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from mlkube.core.backoff import Backoff
 from rollout import plan
 from rollout.kube import Conflict, Kube, PatchRejected
 from rollout.metrics import Metrics
@@ -24,6 +30,17 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 5
 Key = tuple[str, str]  # namespace, name
+# After the API server refused a patch: 30 s, 1 min, 2 min, ... at most 15 min.
+REFUSAL_BACKOFF = Backoff(first=30.0, cap=900.0)
+# Decisions that depend on the pods: read them, and decide again.
+NEEDS_PODS = frozenset({plan.Kind.SUCCEED, plan.Kind.REVERT, plan.Kind.STALL})
+
+
+@dataclass
+class _Refusal:
+    resource_version: str | None  # of the object the refused patch was made against
+    failures: int
+    retry_at: float  # time.monotonic()
 
 
 @dataclass
@@ -51,6 +68,8 @@ class Reconciler:
         # (model, alias) -> what the alias was last seen pointing at, for the latency metric.
         self._aliases: dict[tuple[str, str], _AliasClock] = {}
         self._alias_guard = threading.Lock()
+        self._refusals: dict[Key, _Refusal] = {}
+        self.clock = time.monotonic
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -97,6 +116,18 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         with self._locks_guard:
             self._locks.pop(key, None)
+            self._refusals.pop(key, None)
+
+    def backing_off(self, key: Key, body: Mapping[str, Any] | None = None) -> bool:
+        """True while a refused patch of this Deployment waits out its backoff (and the
+        Deployment, when ``body`` is given, is still the object that was refused)."""
+        refusal = self._refusals.get(key)
+        if refusal is None or self.clock() >= refusal.retry_at:
+            return False
+        if body is not None:
+            version = (body.get("metadata") or {}).get("resourceVersion")
+            return version == refusal.resource_version
+        return True
 
     def _lock(self, key: Key) -> threading.Lock:
         with self._locks_guard:
@@ -117,12 +148,10 @@ class Reconciler:
         with self._lock((namespace, name)):
             try:
                 action = self._reconcile(namespace, name, trigger, body, resolved)
-            except PatchRejected as exc:
-                # Not a race: the same patch would be refused again. Said plainly, once per
-                # reconcile (the next poll decides afresh).
-                log.error("the API server rejected our patch of deployment %s", exc)
+            except _Refused as refused:
+                self._refused((namespace, name), refused)
                 self.metrics.reconciles.labels(trigger=trigger, action="error").inc()
-                return plan.Action(plan.Kind.NOOP, reason=f"patch rejected: {exc}")
+                return plan.Action(plan.Kind.NOOP, reason=f"patch rejected: {refused.error}")
             except Exception:
                 log.exception("reconcile of deployment %s/%s failed", namespace, name)
                 self.metrics.reconciles.labels(trigger=trigger, action="error").inc()
@@ -147,8 +176,20 @@ class Reconciler:
         parsed = plan.parse(body)
         if parsed is None:
             return plan.Action(plan.Kind.NOOP, reason="not labelled for the operator")
+        if parsed.hold is not None:  # held: not even a registry lookup
+            return plan.decide(body, None)
+        key = (namespace, name)
+        if self.backing_off(key, body):
+            return plan.Action(plan.Kind.NOOP, reason="backing off after a refused patch")
         watched: plan.Watched = parsed
         lookup: Resolved = resolved or self.resolve(watched.model_name, watched.alias)
+
+        def decide(current: Mapping[str, Any]) -> plan.Action:
+            action = plan.decide(current, lookup.target, lookup.ok)
+            if action.kind in NEEDS_PODS:
+                pods = self.kube.pods(current)
+                action = plan.decide(current, lookup.target, lookup.ok, pods=pods)
+            return action
 
         def decide_again(current: Mapping[str, Any]) -> plan.Action:
             nonlocal watched, lookup
@@ -158,7 +199,7 @@ class Reconciler:
             if (now.model_name, now.alias) != (watched.model_name, watched.alias):
                 lookup = self.resolve(now.model_name, now.alias)  # relabelled meanwhile
             watched = now
-            return plan.decide(current, lookup.target, lookup.ok)
+            return decide(current)
 
         action = plan.decide(body, lookup.target, lookup.ok)
         if action.patch and not fresh:  # decide again on the current object before writing
@@ -166,6 +207,8 @@ class Reconciler:
             if body is None:
                 return gone
             action = decide_again(body)
+        elif action.kind in NEEDS_PODS:
+            action = decide(body)
         for _attempt in range(MAX_CONFLICT_RETRIES):
             if not action.patch:
                 break
@@ -173,6 +216,8 @@ class Reconciler:
                 patched = self.kube.patch(
                     namespace, name, plan.with_precondition(body, action.patch)
                 )
+            except PatchRejected as exc:
+                raise _Refused(exc, body, action) from exc
             except Conflict as exc:
                 log.info(
                     "deployment %s/%s changed while we patched it (%s); re-reading",
@@ -195,6 +240,8 @@ class Reconciler:
             )
             return plan.Action(plan.Kind.NOOP, reason="conflicts")
 
+        if action.patch:
+            self._refusals.pop(key, None)
         self._report(namespace, name, body, action, watched.model_name, watched.alias)
         return action
 
@@ -221,15 +268,17 @@ class Reconciler:
             self.metrics.rollouts.labels(result="succeeded").inc()
         elif action.kind is plan.Kind.REVERT:
             self.metrics.rollouts.labels(result="failed").inc()
+        elif action.kind is plan.Kind.STALL:
+            self.metrics.rollouts.labels(result="stalled").inc()
 
-        if action.tag is not None and action.version is not None:
+        if action.tags and action.version is not None:
             try:
-                self.registry.tag(model, action.version, action.tag)
+                self.registry.tag(model, action.version, action.tags)
                 log.info(
                     "tagged model %s version %s %s=%s",
                     model,
                     action.version,
-                    plan.TAG_ROLLOUT,
+                    plan.tag_key(namespace, name),
                     action.tag,
                 )
             except RegistryError as exc:
@@ -237,13 +286,55 @@ class Reconciler:
                 log.warning("%s: could not tag version %s yet: %s", where, action.version, exc)
 
         if action.event is not None:
-            try:
-                self.kube.emit(body, action.event)
-            except ApiException as exc:
-                log.warning(
-                    "%s: could not create event %s: %s %s",
-                    where,
-                    action.event.reason,
-                    exc.status,
-                    exc.reason,
-                )
+            self._emit(body, action.event)
+
+    def _emit(self, body: Mapping[str, Any], event: plan.Event) -> None:
+        meta = body.get("metadata") or {}
+        try:
+            self.kube.emit(body, event)
+        except ApiException as exc:
+            log.warning(
+                "deployment %s/%s: could not create event %s: %s %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                event.reason,
+                exc.status,
+                exc.reason,
+            )
+
+    def _refused(self, key: Key, refused: _Refused) -> None:
+        """The API server said no: a Warning Event (the people who own the policy see it with
+        `kubectl describe`), a loud log, and no new try before the backoff ends."""
+        previous = self._refusals.get(key)
+        failures = (previous.failures if previous else 0) + 1
+        delay = REFUSAL_BACKOFF.delay(failures)
+        version = (refused.body.get("metadata") or {}).get("resourceVersion")
+        self._refusals[key] = _Refusal(version, failures, self.clock() + delay)
+        self.metrics.refusals.labels(action=refused.action.kind.value).inc()
+        going_back = refused.action.kind in (plan.Kind.REVERT, plan.Kind.STALL)
+        what = (
+            f"going back to version {refused.action.previous or '(none)'} after: "
+            f"{refused.action.reason}"
+            if going_back
+            else refused.action.reason
+        )
+        message = (
+            f"The API server refused the operator's patch ({what}): {refused.error}; "
+            f"next try in {delay:.0f}s or when the Deployment changes"
+        )
+        if going_back:
+            # The Deployment keeps running a version that just failed: say it as loudly as we can.
+            log.error("deployment %s/%s: REVERT DENIED: %s", *key, message)
+            event = plan.Event("Warning", "ModelRevertDenied", message)
+        else:
+            log.error("deployment %s/%s: %s", *key, message)
+            event = plan.Event("Warning", "ModelRolloutPatchDenied", message)
+        self._emit(refused.body, event)
+
+
+class _Refused(Exception):
+    def __init__(self, error: PatchRejected, body: Mapping[str, Any], action: plan.Action) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.body = body
+        self.action = action

@@ -8,10 +8,11 @@ says what the operator reads and writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from mlkube.core.registry import Registry as CoreRegistry
 from mlkube.core.registry import RegistryError, RegistryRefused, RegistryUnavailable
-from rollout.plan import TAG_ROLLOUT, AliasTarget
+from rollout.plan import AliasTarget
 
 __all__ = ["Registry", "RegistryError", "RegistryRefused", "RegistryUnavailable"]
 
@@ -20,16 +21,19 @@ log = logging.getLogger(__name__)
 
 class Registry(CoreRegistry):
     def resolve(self, model_name: str, alias: str) -> AliasTarget | None:
-        """The version ``alias`` points at and its rollout tag; None when the model or alias
+        """The version ``alias`` points at and its tags; None when the model or alias
         does not exist. Raises RegistryUnavailable when MLflow does not answer,
         RegistryRefused when it refuses (e.g. 401/403)."""
         version = self.alias_version(model_name, alias)
         if version is None:
             return None
-        tags = dict(version.tags or {})
-        return AliasTarget(version=str(version.version), rollout_tag=tags.get(TAG_ROLLOUT))
+        return AliasTarget(version=str(version.version), tags=dict(version.tags or {}))
 
-    def tag(self, model_name: str, version: str, value: str) -> None:
-        """Set ``mlkube.rollout=<value>`` on the model version."""
-        if not self.set_version_tag(model_name, version, TAG_ROLLOUT, value):
-            log.warning("cannot tag model %s version %s: it no longer exists", model_name, version)
+    def tag(self, model_name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Set ``tags`` on the model version (the verdict keyed by Deployment, its reason)."""
+        for key, value in tags.items():
+            if not self.set_version_tag(model_name, version, key, value):
+                log.warning(
+                    "cannot tag model %s version %s: it no longer exists", model_name, version
+                )
+                return

@@ -26,6 +26,7 @@ import attrs
 import jsonpatch
 import kmock
 import pytest
+from aiohttp import web
 from mlflow import MlflowClient
 
 from mlkube.mlflow_server import free_port
@@ -35,6 +36,7 @@ from tests.timeouts import EVENTUAL_S, POLL_S, PROCESS_STOP_S
 
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 EVENTS = kmock.resource("", "v1", "events")
+PODS = kmock.resource("", "v1", "pods")
 NAMESPACE = "serving"
 OPERATOR_AGENTS = ("mlkube-rollout/", "kopf/")
 
@@ -218,6 +220,44 @@ def _complete_status(generation: int, replicas: int) -> dict[str, Any]:
     }
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class PodEndpoints:
+    """What the emulated pods answer on ``GET /healthz/ready``: every pod is at 127.0.0.1, on
+    the port of the version it was created with (versions 1-3, and "" for unpinned pods)."""
+
+    VERSIONS = ("", "1", "2", "3")
+
+    def __init__(self) -> None:
+        self.answers: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.ports: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def ready(request: web.Request) -> web.Response:
+            port = request.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+            version = next(v for v, p in self.ports.items() if p == port)
+            status, body = self.answers.get(
+                version, (200, {"status": "ready", "model_version": version})
+            )
+            return web.json_response(body, status=status)
+
+        app = web.Application()
+        app.router.add_get("/healthz/ready", ready)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        for version in self.VERSIONS:
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.ports[version] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
 @dataclass
 class Cluster:
     """The emulator, its URL, and the moves of the Deployment controller that tests need."""
@@ -225,6 +265,7 @@ class Cluster:
     api: ClusterEmulator
     url: str
     kubeconfig: Path
+    endpoints: PodEndpoints = field(default_factory=PodEndpoints)
 
     def add(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -257,9 +298,54 @@ class Cluster:
         async with self.api.delete(path) as response:
             assert response.status == 200, await response.text()
 
+    def set_pods(self, name: str, *pods: dict[str, Any]) -> None:
+        """Replace the Deployment's pods (as its ReplicaSets would have made them)."""
+        for key in [k for k in self.api.objects if k[0] == PODS]:
+            if self.api.objects[key].raw["metadata"].get("ownerName") == name:
+                del self.api.objects[key]
+        for index, pod in enumerate(pods):
+            pod["metadata"]["name"] = f"{name}-{index}"
+            pod["metadata"]["ownerName"] = name
+            self.api.objects[PODS, NAMESPACE, pod["metadata"]["name"]] = pod
+
+    def pod(
+        self,
+        name: str,
+        version: str | None,
+        *,
+        ready: bool = True,
+        unschedulable: str | None = None,
+    ) -> dict[str, Any]:
+        """A pod of the Deployment ``name`` running ``version``; its /healthz/ready answers as
+        ``endpoints.answers[version]`` says (default: ready, serving it)."""
+        template = copy.deepcopy(self.get(name)["spec"]["template"])
+        serving = template["spec"]["containers"][0]
+        env = [v for v in serving.get("env", []) if v["name"] != "MODEL_VERSION"]
+        if version is not None:
+            env.append({"name": "MODEL_VERSION", "value": version})
+        serving["env"] = env
+        port = self.endpoints.ports[version or ""]
+        serving["ports"] = [{"name": "http", "containerPort": port}]
+        conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+        status: dict[str, Any] = {"phase": "Running", "podIP": "127.0.0.1"}
+        if unschedulable:
+            status = {"phase": "Pending"}
+            conditions = [{"type": "PodScheduled", "status": "False",
+                           "reason": "Unschedulable", "message": unschedulable}]  # fmt: skip
+        status["conditions"] = conditions
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"namespace": NAMESPACE, "labels": dict(template["metadata"]["labels"])},
+            "spec": template["spec"],
+            "status": status,
+        }
+
     async def complete_rollout(self, name: str) -> None:
         obj = self.get(name)
         replicas = obj["spec"].get("replicas", 1)
+        version = self.model_version(name)
+        self.set_pods(name, *[self.pod(name, version) for _ in range(replicas)])
         await self.patch(
             name, {"status": _complete_status(obj["metadata"]["generation"], replicas)}
         )
@@ -282,6 +368,8 @@ class Cluster:
                             "status": "False",
                             "reason": "ProgressDeadlineExceeded",
                             "message": 'ReplicaSet "serving-7d9" has timed out progressing.',
+                            "lastUpdateTime": _now(),
+                            "lastTransitionTime": _now(),
                         },
                     ],
                 }
@@ -353,6 +441,9 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         api.resources["v1/events"] = kmock.ResourceInfo(
             kind="Event", singular="event", namespaced=True, verbs={"create", "list"}
         )
+        api.resources["v1/pods"] = kmock.ResourceInfo(
+            kind="Pod", singular="pod", namespaced=True, verbs={"get", "list"}
+        )
         api.resources["v1/namespaces"] = kmock.ResourceInfo(
             kind="Namespace", singular="namespace", namespaced=False, verbs={"list", "watch"}
         )
@@ -371,7 +462,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                 }
             )
         )
-        yield Cluster(api=api, url=url, kubeconfig=kubeconfig)
+        endpoints = PodEndpoints()
+        await endpoints.start()
+        try:
+            yield Cluster(api=api, url=url, kubeconfig=kubeconfig, endpoints=endpoints)
+        finally:
+            await endpoints.stop()
 
 
 class RunningOperator:
@@ -496,15 +592,16 @@ class Model:
     async def set_alias(self, version: str, alias: str = "production") -> None:
         await asyncio.to_thread(self.client.set_registered_model_alias, self.name, alias, version)
 
-    def tag(self, version: str) -> str | None:
+    def tag(self, version: str, deployment: str = "iris-serving") -> str | None:
+        """This Deployment's verdict on ``version`` (``mlkube.rollout/<namespace>/<name>``)."""
         tags = self.client.get_model_version(self.name, version).tags
-        return tags.get("mlkube.rollout")
+        return tags.get(f"mlkube.rollout/{NAMESPACE}/{deployment}")
 
     async def eventually_tagged(
         self, version: str, value: str, timeout: float = EVENTUAL_S
     ) -> None:
-        """Wait for ``mlkube.rollout=<value>`` on the version (asked off the event loop, which
-        also serves the emulator)."""
+        """Wait for ``mlkube.rollout/serving/iris-serving=<value>`` on the version (asked off
+        the event loop, which also serves the emulator)."""
         deadline = time.monotonic() + timeout
         while (found := await asyncio.to_thread(self.tag, version)) != value:
             assert time.monotonic() < deadline, f"version {version} tagged {found!r}, not {value}"

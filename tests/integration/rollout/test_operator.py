@@ -30,6 +30,7 @@ from tests.timeouts import EVENTUAL_S, POLL_S, PROCESS_START_S, PROCESS_STOP_S, 
 pytestmark = pytest.mark.integration
 
 NAME = "iris-serving"
+MODEL_ERROR = "UnpicklingError: invalid load key, '\\x00'."
 
 
 def template_without_pin(body: dict[str, Any]) -> dict[str, Any]:
@@ -84,12 +85,14 @@ async def test_promotion_rolls_within_one_poll_and_keeps_the_rest(cluster, model
     after = cluster.get(NAME)
     template = after["spec"]["template"]
     assert template["metadata"]["annotations"]["mlkube.io/model-version"] == "2"
-    assert template["metadata"]["annotations"]["mlkube.io/previous-model-version"] == "1"
     assert template_without_pin(after) == template_without_pin(before)
     for key in ("replicas", "selector", "strategy", "progressDeadlineSeconds"):
         assert after["spec"][key] == before["spec"][key]
     assert after["metadata"]["labels"] == before["metadata"]["labels"]
-    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "progressing"
+    record = after["metadata"]["annotations"]
+    assert record["mlkube.io/rollout-status"] == "progressing"
+    assert (record["mlkube.io/rollout-target"], record["mlkube.io/stable-model-version"]) == (
+        "2", "1")  # fmt: skip
     env = template["spec"]["containers"][0]["env"]
     assert [v["name"] for v in env] == [v["name"] for v in before["spec"]["template"]["spec"][
         "containers"][0]["env"]]  # same order: MODEL_VERSION replaced in place  # fmt: skip
@@ -242,6 +245,10 @@ async def test_progress_deadline_reverts_once_and_waits_for_the_alias(
     await model.set_alias("2")
     await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
 
+    # The new pod runs but cannot load version 2; the old ones serve version 1.
+    cluster.endpoints.answers["2"] = (503, {"status": "loading", "last_error": MODEL_ERROR})
+    cluster.set_pods(NAME, cluster.pod(NAME, "1"), cluster.pod(NAME, "1"),
+                     cluster.pod(NAME, "2", ready=False))  # fmt: skip
     await cluster.miss_deadline(NAME)
     await cluster.eventually(lambda: cluster.model_version(NAME) == "1", what="reverted to v1")
     body = cluster.get(NAME)
@@ -252,7 +259,8 @@ async def test_progress_deadline_reverts_once_and_waits_for_the_alias(
     await cluster.eventually(lambda: "ModelRolloutFailed" in cluster.event_reasons(NAME))
     warnings = [e for e in cluster.events(NAME) if e["type"] == "Warning"]
     assert [e["reason"] for e in warnings] == ["ModelRolloutFailed"]
-    assert "ProgressDeadlineExceeded" in warnings[0]["message"]
+    assert MODEL_ERROR in warnings[0]["message"]
+    assert MODEL_ERROR in body["metadata"]["annotations"]["mlkube.io/rollout-reason"]
 
     # No retry loop: the alias still says 2, the operator leaves the Deployment alone.
     patches = len(cluster.deployment_patches(NAME))
@@ -276,6 +284,70 @@ async def test_progress_deadline_reverts_once_and_waits_for_the_alias(
 
     # The requests the operator made are exactly what rollout.rbac grants the chart's Role.
     assert used_permissions(cluster.operator_requests()) == rbac.permissions()
+
+
+async def test_an_unschedulable_pod_is_not_blamed_on_the_model(cluster, model, start_operator):
+    """ProgressDeadlineExceeded because the surge pod finds no room: back to version 1 (its
+    ReplicaSet is still there), a Warning that says why, no verdict on version 2, a retry later."""
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    before = cluster.get(NAME)["spec"]["template"]
+    await start_operator(ROLLOUT_POLL_SECONDS=0.5)
+    await model.set_alias("2")
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+    reason = "0/3 nodes are available: 3 Insufficient cpu."
+    cluster.set_pods(NAME, cluster.pod(NAME, "1"), cluster.pod(NAME, "1"),
+                     cluster.pod(NAME, "2", unschedulable=reason))  # fmt: skip
+    await cluster.miss_deadline(NAME)
+    await cluster.eventually(lambda: "ModelRolloutStalled" in cluster.event_reasons(NAME))
+    body = cluster.get(NAME)
+    assert body["spec"]["template"] == before  # the v1 ReplicaSet's template, byte for byte
+    record = body["metadata"]["annotations"]
+    assert record["mlkube.io/rollout-status"] == "waiting"
+    assert record["mlkube.io/rollout-attempt"] == "1"
+    assert reason in record["mlkube.io/rollout-reason"]
+    assert "mlkube.io/failed-model-version" not in record
+    [stalled] = [e for e in cluster.events(NAME) if e["reason"] == "ModelRolloutStalled"]
+    assert stalled["type"] == "Warning"
+    assert "capacity" in stalled["message"]
+    assert await asyncio.to_thread(model.tag, "2") is None  # no verdict on the model
+
+
+async def test_a_held_deployment_is_left_alone(cluster, model, start_operator):
+    await model.set_alias("1")
+    held = cluster.deployment(NAME, model.name, version="1")
+    held["metadata"]["annotations"]["mlkube.io/rollout-hold"] = "incident 42: pinned by hand"
+    cluster.add(held)
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.3)
+    await model.set_alias("2")
+    await operator.polls(4)
+    assert cluster.operator_writes() == []
+    assert cluster.model_version(NAME) == "1"
+    # The hold is lifted: the operator rolls.
+    await cluster.patch(NAME, {"metadata": {"annotations": {"mlkube.io/rollout-hold": None}}})
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+
+
+async def test_a_stale_deadline_condition_does_not_revert(cluster, model, start_operator):
+    """The alias flips back to a version whose ReplicaSet timed out an hour ago: the leftover
+    ProgressDeadlineExceeded is older than the operator's patch and judges nothing."""
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.3)
+    await model.set_alias("2")
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
+    old = "2020-01-01T00:00:00Z"
+    await cluster.patch(NAME, {"status": {
+        "observedGeneration": cluster.get(NAME)["metadata"]["generation"],
+        "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
+        "conditions": [{"type": "Progressing", "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "lastUpdateTime": old, "lastTransitionTime": old}],
+    }})  # fmt: skip
+    await operator.polls(4)
+    assert cluster.model_version(NAME) == "2"
+    assert cluster.get(NAME)["metadata"]["annotations"]["mlkube.io/rollout-status"] == (
+        "progressing")  # fmt: skip
 
 
 def used_permissions(requests: list[Any]) -> set[tuple[str, str, str]]:
@@ -346,10 +418,7 @@ async def test_restarted_operator_carries_on(cluster, model, start_operator):
     await second.polls(2)  # a few more polls: nothing left to do
     body = cluster.get(NAME)
     assert cluster.model_version(NAME) == "2"
-    assert (
-        body["spec"]["template"]["metadata"]["annotations"]["mlkube.io/previous-model-version"]
-        == "1"
-    )
+    assert body["metadata"]["annotations"]["mlkube.io/stable-model-version"] == "2"
     reasons = cluster.event_reasons(NAME)
     assert sorted(reasons) == ["ModelRolloutStarted", "ModelRolloutSucceeded"]
     template_patches = [

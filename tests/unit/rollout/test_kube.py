@@ -228,16 +228,21 @@ class FakeKube:
     def __init__(self, error: Exception) -> None:
         self.error = error
         self.patches = 0
+        self.events: list[plan.Event] = []
+        self.current = deployment("7")
 
     def read(self, namespace: str, name: str) -> dict[str, Any]:
-        return deployment("7")
+        return self.current
 
     def patch(self, namespace: str, name: str, ops: plan.JsonPatch) -> dict[str, Any]:
         self.patches += 1
         raise self.error
 
-    def emit(self, body: Any, event: Any) -> None:
-        raise AssertionError("nothing was patched: nothing to report")
+    def pods(self, body: Any) -> list[plan.PodView]:
+        return []
+
+    def emit(self, body: Any, event: plan.Event) -> None:
+        self.events.append(event)
 
 
 class FakeRegistry:
@@ -254,23 +259,76 @@ def reconcile(kube: FakeKube) -> tuple[plan.Action, Metrics]:
     return reconciler.reconcile("serving", "web", trigger="poll"), metrics
 
 
-def test_rejected_patch_is_reported_once_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rejected_patch_is_a_warning_event_and_backs_off(caplog: pytest.LogCaptureFixture) -> None:
     kube = FakeKube(
-        PatchRejected("serving/web: 422 Invalid: spec...env[2].name: must not be empty")
+        PatchRejected("serving/web: 403 Forbidden: admission webhook denied: frozen namespace")
     )
+    metrics = Metrics()
+    reconciler = Reconciler(kube, FakeRegistry(), metrics)  # type: ignore[arg-type]
+    clock = Clock()
+    reconciler.clock = clock
     with caplog.at_level(logging.WARNING, logger="rollout.reconciler"):
-        action, metrics = reconcile(kube)
+        action = reconciler.reconcile("serving", "web", trigger="poll")
     assert kube.patches == 1
     assert action.kind is plan.Kind.NOOP
-    assert action.reason.startswith("patch rejected: serving/web: 422 Invalid")
+    assert action.reason.startswith("patch rejected: serving/web: 403 Forbidden")
     [record] = caplog.records
     assert record.levelno == logging.ERROR
     assert record.exc_info is None  # the server's reason, not a traceback
-    assert "must not be empty" in record.getMessage()
+    assert "frozen namespace" in record.getMessage()
+    [event] = kube.events
+    assert (event.type, event.reason) == ("Warning", "ModelRolloutPatchDenied")
+    assert "frozen namespace" in event.message
     errors = metrics.registry.get_sample_value(
         "mlkube_rollout_reconciles_total", {"trigger": "poll", "action": "error"}
     )
     assert errors == 1
+
+    # Polls and webhooks within the backoff send nothing; a changed Deployment is tried at once.
+    clock.now += 29
+    reconciler.reconcile("serving", "web", trigger="webhook")
+    assert kube.patches == 1
+    kube.current = deployment("8")
+    reconciler.reconcile("serving", "web", trigger="event")
+    assert kube.patches == 2
+    # The backoff grows: 30 s, then 60 s.
+    clock.now += 59
+    reconciler.reconcile("serving", "web", trigger="poll")
+    assert kube.patches == 2
+    clock.now += 2
+    reconciler.reconcile("serving", "web", trigger="poll")
+    assert kube.patches == 3
+    assert [e.reason for e in kube.events] == ["ModelRolloutPatchDenied"] * 3
+
+
+def test_a_denied_revert_is_reported_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    kube = FakeKube(PatchRejected("serving/web: 403 Forbidden: policy says no"))
+    body = deployment("7", model_version="2")
+    body["metadata"]["annotations"].update({
+        "mlkube.io/rollout-status": "progressing",
+        "mlkube.io/stable-model-version": "1",
+    })  # fmt: skip
+    body["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ]
+    kube.current = body
+    kube.pods = lambda _: [  # type: ignore[method-assign]
+        plan.PodView("web-new", "2", ready_detail={"last_error": "UnpicklingError: bad"})
+    ]
+    with caplog.at_level(logging.ERROR, logger="rollout.reconciler"):
+        reconcile(kube)
+    assert "REVERT DENIED" in caplog.text
+    [event] = kube.events
+    assert (event.type, event.reason) == ("Warning", "ModelRevertDenied")
+    assert "going back to version 1" in event.message
 
 
 def test_conflicts_are_re_read_and_retried_a_bounded_number_of_times() -> None:
@@ -278,3 +336,53 @@ def test_conflicts_are_re_read_and_retried_a_bounded_number_of_times() -> None:
     action, _ = reconcile(kube)
     assert kube.patches == 5
     assert action.reason == "conflicts"
+
+
+def test_pod_view_reads_what_a_pod_says_about_itself() -> None:
+    from rollout.kube import pod_view, serving_port
+
+    pod = {
+        "metadata": {"name": "web-7d9-x"},
+        "spec": {
+            "containers": [
+                {"name": "proxy", "ports": [{"containerPort": 15001}]},
+                {
+                    "name": "serve",
+                    "env": [{"name": "MODEL_NAME", "value": "m"},
+                            {"name": "MODEL_VERSION", "value": "3"}],
+                    "ports": [{"name": "metrics", "containerPort": 9090},
+                              {"name": "http", "containerPort": 8080}],
+                },
+            ]
+        },
+        "status": {
+            "podIP": "10.0.0.7",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+            ],
+            "containerStatuses": [
+                {"name": "proxy", "ready": True, "restartCount": 0, "state": {"running": {}}},
+                {
+                    "name": "serve",
+                    "ready": False,
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                    "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+                },
+            ],
+        },
+    }  # fmt: skip
+    assert serving_port(pod) == 8080
+    assert pod_view(pod) == plan.PodView(
+        name="web-7d9-x", version="3", ready=False, waiting="CrashLoopBackOff",
+        waiting_message="back-off", terminated="OOMKilled", restarts=3,
+    )  # fmt: skip
+    pending = {
+        "metadata": {"name": "web-7d9-y"},
+        "spec": pod["spec"],
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False",
+                                   "reason": "Unschedulable",
+                                   "message": "0/1 nodes are available: 1 Insufficient cpu."}]},
+    }  # fmt: skip
+    assert pod_view(pending).unschedulable == "0/1 nodes are available: 1 Insufficient cpu."

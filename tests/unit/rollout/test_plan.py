@@ -14,6 +14,11 @@ from rollout import plan
 from rollout.plan import AliasTarget, Kind
 
 MODEL = "iris-classifier"
+KEY = "mlkube.rollout/mlkube/serving"  # this Deployment's verdict tag
+
+
+def tagged(version: str, verdict: str | None) -> AliasTarget:
+    return AliasTarget(version, {} if verdict is None else {KEY: verdict})
 
 
 def deployment(
@@ -102,9 +107,9 @@ def test_parse_reads_label_alias_and_pin() -> None:
         model_name=MODEL,
         alias="staging",
         pinned="7",
-        previous="6",
         status="succeeded",
         failed_version=None,
+        stable="7",  # a v1 record: the succeeded pin is the stable version
     )
 
 
@@ -152,7 +157,7 @@ def test_rollout_phase_waits_for_the_controller_to_observe_the_change() -> None:
 
 
 def test_same_version_is_a_noop_without_patch() -> None:
-    action = plan.decide(deployment("3", status="succeeded"), AliasTarget("3", "succeeded"))
+    action = plan.decide(deployment("3", status="succeeded"), tagged("3", "succeeded"))
     assert action.kind is Kind.NOOP
     assert action.patch == []
     assert action.event is None
@@ -170,7 +175,6 @@ def test_new_alias_version_patches_only_the_pin() -> None:
     assert template["metadata"]["annotations"] == {
         "prometheus.io/scrape": "true",
         "mlkube.io/model-version": "2",
-        "mlkube.io/previous-model-version": "1",
     }
     assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "progressing"
     # Everything else is byte-for-byte what it was.
@@ -216,7 +220,8 @@ def test_pinning_a_template_without_env_or_annotations() -> None:
     assert after["spec"]["template"]["metadata"] == {
         "annotations": {"mlkube.io/model-version": "1"}
     }
-    assert after["metadata"]["annotations"] == {"mlkube.io/rollout-status": "progressing"}
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "progressing"
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-target"] == "1"
 
 
 def test_registry_down_changes_nothing() -> None:
@@ -250,7 +255,7 @@ def test_completed_rollout_is_reported_once() -> None:
     after = apply(body, action)
     assert after["spec"] == body["spec"]  # no new rollout: metadata only
     assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
-    assert plan.decide(after, AliasTarget("2", "succeeded")).kind is Kind.NOOP
+    assert plan.decide(after, tagged("2", "succeeded")).kind is Kind.NOOP
 
 
 def test_completed_rollout_waits_for_the_registry_to_tag() -> None:
@@ -258,13 +263,23 @@ def test_completed_rollout_waits_for_the_registry_to_tag() -> None:
     assert plan.decide(body, None, registry_ok=False).kind is Kind.NOOP
 
 
-def test_deadline_exceeded_restores_the_previous_version_even_without_registry() -> None:
+MODEL_ERROR = "UnpicklingError: invalid load key, 'x'."
+
+
+def new_pod_cannot_load(version: str, error: str = MODEL_ERROR) -> list[plan.PodView]:
+    return [plan.PodView("serving-new", version, ready_detail={"last_error": error})]
+
+
+def test_model_failure_restores_the_stable_version_even_without_registry() -> None:
     body = deployment("2", previous="1", status="progressing", rollout="failed")
-    action = plan.decide(body, None, registry_ok=False)
+    body["metadata"]["annotations"]["mlkube.io/stable-model-version"] = "1"
+    action = plan.decide(body, None, registry_ok=False, pods=new_pod_cannot_load("2"))
     assert action.kind is Kind.REVERT
     assert (action.version, action.previous, action.tag) == ("2", "1", "failed")
+    assert action.cause is plan.Cause.MODEL
     assert action.event is not None
     assert action.event.type == "Warning"
+    assert MODEL_ERROR in action.event.message
     after = apply(body, action)
     assert readers.pinned_version(after) == "1"
     assert after["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] == "1"
@@ -272,8 +287,8 @@ def test_deadline_exceeded_restores_the_previous_version_even_without_registry()
     assert after["metadata"]["annotations"]["mlkube.io/failed-model-version"] == "2"
 
     # No retry loop: while the alias still says 2, nothing is written (only the tag, once).
-    assert plan.decide(after, AliasTarget("2", "failed")).kind is Kind.NOOP
-    retag = plan.decide(after, AliasTarget("2", None))
+    assert plan.decide(after, tagged("2", "failed")).kind is Kind.NOOP
+    retag = plan.decide(after, tagged("2", None))
     assert retag.kind is Kind.TAG
     assert retag.patch == []
     # The alias moves on: roll, and forget the failure.
@@ -283,20 +298,22 @@ def test_deadline_exceeded_restores_the_previous_version_even_without_registry()
     assert "mlkube.io/failed-model-version" not in rolled["metadata"]["annotations"]
 
 
-def test_failed_first_pin_restores_the_unpinned_template_exactly() -> None:
-    original = deployment(None, rollout="complete")
-    pinned = apply(original, plan.decide(original, AliasTarget("1")))
-    pinned["status"] = deployment(rollout="failed")["status"]
-    action = plan.decide(pinned, AliasTarget("1"))
-    assert action.kind is Kind.REVERT
-    reverted = apply(pinned, action)
-    assert reverted["spec"]["template"] == original["spec"]["template"]
-    assert plan.decide(reverted, AliasTarget("1", "failed")).kind is Kind.NOOP
+def test_an_unexplained_failure_is_not_blamed_on_the_model() -> None:
+    body = deployment("2", status="progressing", rollout="failed")
+    body["metadata"]["annotations"]["mlkube.io/stable-model-version"] = "1"
+    action = plan.decide(body, AliasTarget("2"))  # pods not read: nothing says why
+    assert action.kind is Kind.STALL
+    assert action.tags == {}
+    assert action.previous == "1"
+    after = apply(body, action)
+    assert readers.pinned_version(after) == "1"
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "waiting"
+    assert "mlkube.io/failed-model-version" not in after["metadata"]["annotations"]
 
 
 def test_alias_moved_back_by_hand_drops_the_failure_marker() -> None:
     body = deployment("1", previous="2", status="failed", failed="2")
-    action = plan.decide(body, AliasTarget("1", "succeeded"))
+    action = plan.decide(body, tagged("1", "succeeded"))
     assert action.kind is Kind.FORGET
     after = apply(body, action)
     assert "mlkube.io/failed-model-version" not in after["metadata"]["annotations"]
@@ -307,11 +324,11 @@ def test_alias_moving_during_a_rollout_supersedes_it() -> None:
     body = deployment("2", previous="1", status="progressing", rollout="progressing")
     action = plan.decide(body, AliasTarget("3"))
     assert action.kind is Kind.ROLL
-    assert action.previous == "2"
+    assert action.version == "3"
 
 
 def test_succeeded_but_untagged_version_gets_tagged() -> None:
-    action = plan.decide(deployment("3", status="succeeded"), AliasTarget("3", None))
+    action = plan.decide(deployment("3", status="succeeded"), tagged("3", None))
     assert (action.kind, action.version, action.tag) == (Kind.TAG, "3", "succeeded")
     assert action.patch == []
 

@@ -42,7 +42,7 @@ def test_unreachable_mlflow_backs_off_exponentially(monkeypatch: pytest.MonkeyPa
     # Within the window: no call at all (no second error counted), fails fast.
     clock.now += 1.9
     with pytest.raises(RegistryUnavailable, match="backed off"):
-        registry.tag("m", "1", "succeeded")
+        registry.tag("m", "1", {"mlkube.rollout/ns/web": "succeeded"})
     assert len(errors) == 1
 
     clock.now += 0.2  # window over: one more try, the next window doubles (2 s -> 4 s)
@@ -242,11 +242,13 @@ def test_tagging_refused_is_an_error_and_a_deleted_version_is_not(stub: StubMlfl
     registry, clock = registry_for(stub, errors)
     stub.answers = [FORBIDDEN]
     with pytest.raises(RegistryRefused, match="refused tagging model m version 3: 403"):
-        registry.tag("m", "3", "succeeded")
+        registry.tag("m", "3", {"mlkube.rollout/ns/web": "succeeded"})
     assert errors == [1]
     clock.now += 2.1
     stub.answers = [NO_MODEL]
-    registry.tag("m", "3", "succeeded")  # nothing left to tag: not an error
+    registry.tag(
+        "m", "3", {"mlkube.rollout/ns/web": "succeeded"}
+    )  # nothing left to tag: not an error
     assert errors == [1]
 
 

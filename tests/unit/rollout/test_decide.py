@@ -1,0 +1,414 @@
+"""Rollout operator v2 (issue #13): the decisions behind each item, as pure functions.
+
+Each test walks a Deployment through the operator's own patches (applied with jsonpatch, as the
+API server would) and the controller's status changes, at explicit times."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+import jsonpatch
+
+from mlkube.core import deployment as readers
+from rollout import plan
+from rollout.plan import AliasTarget, Kind
+
+MODEL = "iris-classifier"
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+KEY_TAG = "mlkube.rollout/mlkube/serving"
+
+
+def stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def settled(version: str | None = "1", replicas: int = 3) -> dict[str, Any]:
+    """A serving Deployment whose last rollout (of ``version``) succeeded."""
+    env = [{"name": "MODEL_NAME", "value": MODEL}, {"name": "LOG_LEVEL", "value": "INFO"}]
+    template_annotations = {"prometheus.io/scrape": "true"}
+    annotations = {"meta.helm.sh/release-name": "mlkube"}
+    if version is not None:
+        env.insert(1, {"name": "MODEL_VERSION", "value": version})
+        template_annotations["mlkube.io/model-version"] = version
+        annotations["mlkube.io/rollout-status"] = "succeeded"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "serving",
+            "namespace": "mlkube",
+            "resourceVersion": "41",
+            "generation": 4,
+            "labels": {"mlkube.io/model-name": MODEL, "app": "serving"},
+            "annotations": annotations,
+        },
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 300,
+            "selector": {"matchLabels": {"app": "serving"}},
+            "template": {
+                "metadata": {"labels": {"app": "serving"}, "annotations": template_annotations},
+                "spec": {"containers": [{"name": "serving", "image": "serve:1", "env": env}]},
+            },
+        },
+        "status": {
+            "observedGeneration": 4,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        },
+    }
+
+
+def apply(body: dict[str, Any], action: plan.Action) -> dict[str, Any]:
+    """The API server: apply the patch, bump generation when the spec changed."""
+    patched: dict[str, Any] = jsonpatch.apply_patch(body, action.patch, in_place=False)
+    if patched["spec"] != body["spec"]:
+        patched["metadata"]["generation"] = body["metadata"]["generation"] + 1
+    return patched
+
+
+def controller_progressing(body: dict[str, Any]) -> dict[str, Any]:
+    """The controller saw the new spec; a surge pod is not available yet."""
+    body = copy.deepcopy(body)
+    replicas = body["spec"]["replicas"]
+    body["status"] = {
+        "observedGeneration": body["metadata"]["generation"],
+        "replicas": replicas + 1,
+        "updatedReplicas": 1,
+        "availableReplicas": replicas,
+    }
+    return body
+
+
+def controller_complete(body: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    replicas = body["spec"]["replicas"]
+    body["status"] = {
+        "observedGeneration": body["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    }
+    return body
+
+
+def controller_deadline(body: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
+    body = controller_progressing(body)
+    body["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "lastUpdateTime": stamp(at),
+            "lastTransitionTime": stamp(at),
+        }
+    ]
+    return body
+
+
+def record(body: dict[str, Any]) -> dict[str, str]:
+    return {
+        k.removeprefix("mlkube.io/"): v
+        for k, v in body["metadata"]["annotations"].items()
+        if k.startswith("mlkube.io/")
+    }
+
+
+def failing_pods(version: str, error: str) -> list[plan.PodView]:
+    """The new pod runs, its readiness says the model did not load with this error."""
+    return [
+        plan.PodView(name="serving-new", version=version, ready=False,
+                     ready_detail={"status": "loading", "last_error": error}),
+        plan.PodView(name="serving-old", version="1", ready=True,
+                     ready_detail={"status": "ready", "model_version": "1"}),
+    ]  # fmt: skip
+
+
+MODEL_ERROR = "ModuleNotFoundError: No module named 'xgboost'"
+
+
+# -- 1. roll back to the last known good, not to "what was pinned" ----------------------------
+
+
+def test_rollback_goes_to_the_last_known_good_version_not_the_previous_pin() -> None:
+    body = settled("1")
+    body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
+    body = controller_progressing(body)
+    # v2 never became available; the alias moves on to 3
+    action = plan.decide(body, AliasTarget("3"), now=T0 + dt.timedelta(seconds=20))
+    assert action.kind is Kind.ROLL
+    body = apply(body, action)
+    failed_at = T0 + dt.timedelta(seconds=400)
+    body = controller_deadline(body, failed_at)
+    action = plan.decide(body, AliasTarget("3"), now=failed_at, pods=failing_pods("3", MODEL_ERROR))
+    assert action.kind is Kind.REVERT
+    after = apply(body, action)
+    assert readers.pinned_version(after) == "1"  # the last version pods served, not v2
+    assert record(after)["stable-model-version"] == "1"
+    assert record(after)["failed-model-version"] == "3"
+
+
+# -- 2. a failed first pin never falls back to following the alias ----------------------------
+
+
+def test_failed_first_pin_does_not_unpin() -> None:
+    body = settled(None)
+    body = apply(body, plan.decide(body, AliasTarget("1"), now=T0))
+    failed_at = T0 + dt.timedelta(seconds=400)
+    body = controller_deadline(body, failed_at)
+    detail = {"status": "loading", "last_error": MODEL_ERROR}
+    pods = [plan.PodView(name="serving-new", version="1", ready=False, ready_detail=detail)]
+    action = plan.decide(body, AliasTarget("1"), now=failed_at, pods=pods)
+    after = apply(body, action)
+    # Unpinned pods would load models:/name@production = the failing version 1 again.
+    assert readers.pinned_version(after) is not None
+    assert record(after)["rollout-status"] == "failed"
+    assert action.event is not None
+    assert action.event.type == "Warning"
+    assert "no version known to serve" in action.event.message
+
+
+def test_failed_first_pin_goes_back_to_what_the_old_pods_serve() -> None:
+    body = settled(None)
+    body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
+    failed_at = T0 + dt.timedelta(seconds=400)
+    body = controller_deadline(body, failed_at)
+    action = plan.decide(body, AliasTarget("2"), now=failed_at, pods=failing_pods("2", MODEL_ERROR))
+    after = apply(body, action)
+    assert readers.pinned_version(after) == "1"  # what the ready old pods report
+
+
+# -- 3. bookkeeping in metadata: a revert brings back the old ReplicaSet ----------------------
+
+
+def test_revert_restores_the_stable_pod_template_byte_for_byte() -> None:
+    original = settled("1")
+    body = apply(original, plan.decide(original, AliasTarget("2"), now=T0))
+    assert "mlkube.io/previous-model-version" not in body["spec"]["template"]["metadata"][
+        "annotations"]  # fmt: skip
+    failed_at = T0 + dt.timedelta(seconds=400)
+    body = controller_deadline(body, failed_at)
+    action = plan.decide(body, AliasTarget("2"), now=failed_at, pods=failing_pods("2", MODEL_ERROR))
+    after = apply(body, action)
+    # Same template as the v1 ReplicaSet: same pod-template-hash, the old pods are reused.
+    assert after["spec"]["template"] == original["spec"]["template"]
+
+
+# -- 4. paused Deployments and zero replicas -----------------------------------------------
+
+
+def test_paused_deployment_times_out_on_the_operators_own_deadline() -> None:
+    body = settled("1")
+    body["spec"]["paused"] = True
+    body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
+    body["status"]["observedGeneration"] = body["metadata"]["generation"]  # nothing progresses
+    note = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=60))
+    assert (note.kind, note.event) == (Kind.NOTE, None)  # the record says why, once
+    body = apply(body, note)
+    assert "paused" in record(body)["rollout-reason"]
+    assert plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=90)).patch == []
+    late = T0 + dt.timedelta(seconds=301)
+    action = plan.decide(body, AliasTarget("2"), now=late)
+    assert action.kind is Kind.STALL
+    assert action.tags.get(KEY_TAG) != "failed"  # not the model's fault
+    assert action.event is not None
+    assert action.event.type == "Warning"
+    assert "paused" in action.event.message
+    after = apply(body, action)
+    assert record(after)["rollout-status"] == "waiting"
+    assert "paused" in record(after)["rollout-reason"]
+
+
+def test_zero_replicas_is_not_a_success() -> None:
+    body = settled("1", replicas=0)
+    body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
+    body = controller_complete(body)  # the controller calls 0/0 complete at once
+    action = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=5))
+    assert action.kind is not Kind.SUCCEED
+    assert KEY_TAG not in action.tags
+    after = apply(body, action)
+    assert record(after).get("stable-model-version") != "2"
+    assert "no pod" in record(after)["rollout-reason"]
+
+
+# -- 6. stale conditions -------------------------------------------------------------------
+
+
+def test_a_deadline_condition_older_than_the_patch_is_ignored() -> None:
+    body = settled("1")
+    stale = controller_deadline(body, T0 - dt.timedelta(hours=1))["status"]["conditions"]
+    body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
+    body = controller_progressing(body)
+    body["status"]["conditions"] = stale  # left over from an earlier ReplicaSet
+    action = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=10))
+    assert action.kind is Kind.NOOP
+    assert readers.rollout_phase(body, since=T0) is readers.Phase.PROGRESSING
+    assert readers.rollout_phase(body) is readers.Phase.FAILED
+
+
+# -- 8. verdicts keyed by Deployment --------------------------------------------------------
+
+
+def test_verdict_tags_are_keyed_by_namespace_and_name() -> None:
+    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    action = plan.decide(controller_complete(body), AliasTarget("2"), now=T0)
+    assert action.kind is Kind.SUCCEED
+    assert action.tags[KEY_TAG] == "succeeded"
+    assert "mlkube.rollout" not in action.tags
+    # Another Deployment's verdict on the same version does not count as ours.
+    settled_body = apply(controller_complete(body), action)
+    theirs = AliasTarget("2", tags={"mlkube.rollout/staging/serving": "failed"})
+    assert plan.decide(settled_body, theirs, now=T0).kind is Kind.TAG
+
+
+# -- 11. a hold ----------------------------------------------------------------------------
+
+
+def test_a_held_deployment_is_left_alone() -> None:
+    body = settled("1")
+    body["metadata"]["annotations"]["mlkube.io/rollout-hold"] = "incident 42: pinned by hand"
+    action = plan.decide(body, AliasTarget("2"), now=T0)
+    assert (action.kind, action.patch, action.event) == (Kind.NOOP, [], None)
+    assert "incident 42" in action.reason
+
+
+# -- the record ---------------------------------------------------------------------------
+
+
+def test_the_rollout_record_is_in_deployment_metadata() -> None:
+    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    assert record(body) == {
+        "rollout-status": "progressing",
+        "rollout-target": "2",
+        "stable-model-version": "1",
+        "rollout-started": "2026-03-01T12:00:00Z",
+        "rollout-reason": "alias production -> 2",
+        "rollout-generation": "5",
+    }
+    assert readers.rollout_record(body)["phase"] == "progressing"
+
+
+# -- 5. the cause, from the new pods -------------------------------------------------------
+
+CAUSES = [
+    (plan.PodView("p", "2", unschedulable="0/3 nodes are available: 3 Insufficient cpu."),
+     plan.Cause.CAPACITY),
+    (plan.PodView("p", "2", waiting="ImagePullBackOff", waiting_message="not found"),
+     plan.Cause.IMAGE),
+    (plan.PodView("p", "2", waiting="CreateContainerConfigError"), plan.Cause.CONFIG),
+    (plan.PodView("p", "2", waiting="CrashLoopBackOff", terminated="Error", restarts=4),
+     plan.Cause.CRASH),
+    (plan.PodView("p", "2", waiting="CrashLoopBackOff", terminated="OOMKilled", restarts=2),
+     plan.Cause.MODEL),
+    (plan.PodView("p", "2", ready_detail={"status": "loading", "last_error": MODEL_ERROR}),
+     plan.Cause.MODEL),
+    (plan.PodView("p", "2", ready_detail={
+        "status": "loading",
+        "last_error": "URLError: <urlopen error [Errno 111] Connection refused>"}),
+     plan.Cause.REGISTRY),
+    (plan.PodView("p", "2", ready_detail={
+        "status": "loading",
+        "last_error": "EndpointConnectionError: Could not connect to the endpoint URL"}),
+     plan.Cause.REGISTRY),
+    (plan.PodView("p", "2", ready_detail={"status": "loading", "last_error": None}),
+     plan.Cause.SLOW),
+    (plan.PodView("p", "2"), plan.Cause.UNKNOWN),
+]  # fmt: skip
+
+
+def test_the_cause_is_read_from_the_new_pods() -> None:
+    body = controller_progressing(settled("2"))
+    for pod, cause in CAUSES:
+        assert plan.classify(body, [pod], "2")[0] is cause, pod
+    # Several stories: the model's own failure is the strongest evidence.
+    pods = [CAUSES[0][0], CAUSES[5][0]]
+    assert plan.classify(body, pods, "2")[0] is plan.Cause.MODEL
+    # No pod of the new version at all (quota), or the controller says it cannot create them.
+    assert plan.classify(body, [], "2")[0] is plan.Cause.CAPACITY
+    failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}
+    body["status"]["conditions"] = [{**failure, "message": "exceeded quota"}]
+    assert plan.classify(body, None, "2") == (
+        plan.Cause.CAPACITY,
+        "pods cannot be created: FailedCreate: exceeded quota",
+    )
+
+
+def test_not_the_models_fault_goes_back_to_stable_and_retries_with_backoff() -> None:
+    original = settled("1")
+    body = apply(original, plan.decide(original, AliasTarget("2"), now=T0))
+    unschedulable = [plan.PodView("serving-new", "2", unschedulable="Insufficient cpu")]
+    failed_at = T0 + dt.timedelta(seconds=300)
+    body = controller_deadline(body, failed_at)
+    action = plan.decide(body, AliasTarget("2"), now=failed_at, pods=unschedulable)
+    assert (action.kind, action.cause, dict(action.tags)) == (Kind.STALL, plan.Cause.CAPACITY, {})
+    assert action.event is not None
+    assert action.event.type == "Warning"
+    assert "Insufficient cpu" in action.event.message
+    body = apply(body, action)
+    assert body["spec"]["template"] == original["spec"]["template"]  # the v1 ReplicaSet again
+    assert record(body)["rollout-status"] == "waiting"
+    assert record(body)["rollout-attempt"] == "1"
+    assert record(body)["rollout-retry-at"] == stamp(failed_at + dt.timedelta(seconds=60))
+    assert "failed-model-version" not in record(body)
+    body = controller_complete(body)
+
+    # Before the retry time: nothing; after it: the same version again, a longer deadline.
+    assert plan.decide(body, AliasTarget("2"), now=failed_at + dt.timedelta(seconds=30)).patch == []
+    retry_at = failed_at + dt.timedelta(seconds=61)
+    action = plan.decide(body, AliasTarget("2"), now=retry_at)
+    assert (action.kind, action.version) == (Kind.ROLL, "2")
+    body = controller_progressing(apply(body, action))
+    assert record(body)["rollout-attempt"] == "1"
+    assert plan.deadline_seconds(body, 1) == 600
+    # 400 s in: within the doubled deadline, the stale-free status says still progressing.
+    assert plan.decide(body, AliasTarget("2"), now=retry_at + dt.timedelta(seconds=400),
+                       pods=unschedulable).kind is Kind.NOOP  # fmt: skip
+
+    # Still unschedulable at the end of the last try: give up, not blaming the model.
+    at = retry_at + dt.timedelta(seconds=601)
+    action = plan.decide(body, AliasTarget("2"), now=at, pods=unschedulable)
+    assert action.kind is Kind.STALL  # attempt 2 of 3
+    body = apply(body, action)
+    at += dt.timedelta(seconds=200)
+    body = controller_progressing(apply(body, plan.decide(body, AliasTarget("2"), now=at)))
+    at += dt.timedelta(seconds=1201)
+    action = plan.decide(body, AliasTarget("2"), now=at, pods=unschedulable)
+    assert action.kind is Kind.REVERT
+    assert action.tags[KEY_TAG] == "aborted"
+    assert action.event is not None
+    assert action.event.reason == "ModelRolloutAborted"
+    body = apply(body, action)
+    assert readers.pinned_version(body) == "1"
+    assert record(body)["failed-model-version"] == "2"
+
+
+def test_someone_elses_spec_change_restarts_the_deadline() -> None:
+    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body["metadata"]["generation"] += 1  # a helm upgrade during the rollout
+    body = controller_progressing(body)
+    at = T0 + dt.timedelta(seconds=290)
+    action = plan.decide(body, AliasTarget("2"), now=at)
+    assert action.kind is Kind.NOTE
+    body = apply(body, action)
+    assert record(body)["rollout-started"] == stamp(at)
+    assert record(body)["rollout-generation"] == str(body["metadata"]["generation"])
+    # The old deadline (T0 + 300 s) no longer applies.
+    assert plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=400)).kind is Kind.NOOP
+
+
+def test_success_needs_a_pod_serving_the_version() -> None:
+    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = controller_complete(body)
+    still_old = [plan.PodView("serving-a", "1", ready=True)]
+    assert plan.decide(body, AliasTarget("2"), now=T0, pods=still_old).kind is Kind.NOOP
+    serving = [plan.PodView("serving-b", "2", ready=True)]
+    action = plan.decide(body, AliasTarget("2"), now=T0, pods=serving)
+    assert action.kind is Kind.SUCCEED
+    after = apply(body, action)
+    assert record(after)["stable-model-version"] == "2"
+    assert record(after)["rollout-status"] == "succeeded"
