@@ -1,5 +1,14 @@
 """The running operator: kopf's watch of Deployments, the poll loop and the HTTP endpoint,
-in one asyncio loop; blocking reconciles in a small thread pool.
+in one asyncio loop; blocking reconciles in a small thread pool, fed by one work queue.
+
+Every trigger goes through :class:`rollout.workqueue.WorkQueue` (keyed by Deployment,
+de-duplicated, rate-limited per key): watch events, webhooks, and the poll loop, which is a real
+resync: every ``ROLLOUT_POLL_SECONDS`` it lists the labelled Deployments afresh from the API
+server (not the watch's cached bodies) and resolves each alias once. The watch itself asks the
+API server for labelled Deployments only (a label selector), cluster-wide or not.
+
+``GET /healthz/ready`` (the chart's readiness probe) is 503 when the last successful read from
+the API server (that list, or a watch event) is older than three polls (at least 30 s).
 
 What kopf does here, and what it does not (so that a no-op writes nothing and RBAC stays small):
 
@@ -21,6 +30,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,11 +48,13 @@ from rollout.reconciler import Key, Reconciler, Resolved
 from rollout.registry import Registry
 from rollout.settings import OperatorSettings
 from rollout.webhook import AliasChanged, build_app
+from rollout.workqueue import Item, WorkQueue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 WORKERS = 4
+READY_FLOOR_S = 30.0  # readiness tolerates at least this long without an API answer
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,11 @@ class Operator:
             on_error=self.metrics.registry_errors.inc,
         )
         self.reconciler = Reconciler(self.kube, self.registry, self.metrics)
-        # The labelled Deployments, as last seen by the watch: the poll loop's work list.
+        # The labelled Deployments, as last seen (the watch, the poll's fresh list).
         self.deployments: dict[Key, dict[str, Any]] = {}
+        self.queue: WorkQueue[Key] = WorkQueue(self._handle, workers=WORKERS)
+        self.api_seen: float | None = None  # time.monotonic() of the last good API read
+        self.ready_floor_s = READY_FLOOR_S
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=WORKERS, thread_name_prefix="reconcile"
         )
@@ -114,21 +129,22 @@ class Operator:
             # connections) and the poller now, or kopf counts them as hung for 5 s.
             await self._stop_extras()
 
-        @kopf.on.event("apps", "v1", "deployments", registry=registry)
+        @kopf.on.event(
+            "apps", "v1", "deployments", labels={LABEL_MODEL_NAME: kopf.PRESENT}, registry=registry
+        )
         async def deployment_event(event: Mapping[str, Any], **_: Any) -> None:
             await self.on_event(event)
 
         return registry
 
     async def on_event(self, event: Mapping[str, Any]) -> None:
+        self.api_seen = time.monotonic()
         raw = event.get("object") or {}
         meta = raw.get("metadata") or {}
         key = (meta.get("namespace") or "default", meta.get("name") or "")
         watched = plan.parse(raw)
         if event.get("type") == "DELETED" or watched is None:
-            if self.deployments.pop(key, None) is not None:
-                log.info("deployment %s/%s is gone or unlabelled: forgotten", *key)
-                self.reconciler.forget(key)
+            self._forget(key)
             return
         previous = self.deployments.get(key)
         self.deployments[key] = dict(raw)
@@ -139,9 +155,23 @@ class Operator:
             or plan.parse(previous) != watched
             or watched.status == plan.STATUS_PROGRESSING
         ):
-            await self.reconcile(key, "event", body=raw)
+            self.queue.add(key, "event", body=raw, resolved=None)
+
+    def _forget(self, key: Key) -> None:
+        if self.deployments.pop(key, None) is not None:
+            log.info("deployment %s/%s is gone or unlabelled: forgotten", *key)
+            self.reconciler.forget(key)
+            self.queue.forget(key)
 
     # -- reconciles --------------------------------------------------------------------------
+
+    async def _handle(self, item: Item[Key]) -> None:
+        await self.reconcile(
+            item.key,
+            item.trigger,
+            body=item.payload.get("body"),
+            resolved=item.payload.get("resolved"),
+        )
 
     async def reconcile(
         self,
@@ -158,22 +188,49 @@ class Operator:
         return await loop.run_in_executor(self._executor, call)
 
     async def poll_once(self) -> None:
-        """Every labelled Deployment, one registry lookup per (model, alias)."""
+        """A resync: list the labelled Deployments afresh, look each (model, alias) up once,
+        queue every Deployment, and wait until those reconciles ran."""
+        loop = asyncio.get_running_loop()
+        try:
+            listed = await loop.run_in_executor(
+                self._executor, self.kube.list_labelled, self.scope.namespaces, LABEL_MODEL_NAME
+            )
+        except Exception as exc:  # the API server is away: readiness will say so
+            log.warning("cannot list Deployments (%s); next try in %ss", exc,
+                        self.settings.poll_seconds)  # fmt: skip
+            return
+        self.api_seen = time.monotonic()
+        bodies: dict[Key, dict[str, Any]] = {}
+        for body in listed:
+            meta = body.get("metadata") or {}
+            if plan.parse(body) is not None:
+                bodies[(meta.get("namespace") or "default", meta.get("name") or "")] = body
+        for key in set(self.deployments) - set(bodies):
+            self._forget(key)
+        self.deployments.update(bodies)
         groups: dict[tuple[str, str], list[Key]] = defaultdict(list)
-        bodies = dict(self.deployments)
         for key, body in bodies.items():
             watched = plan.parse(body)
             if watched is not None:
                 groups[(watched.model_name, watched.alias)].append(key)
-        loop = asyncio.get_running_loop()
-        jobs = []
+        waiters = []
         for (model, alias), keys in groups.items():
             resolved = await loop.run_in_executor(
                 self._executor, self.reconciler.resolve, model, alias
             )
             for key in keys:
-                jobs.append(self.reconcile(key, "poll", body=bodies[key], resolved=resolved))
-        await asyncio.gather(*jobs)
+                waiters.append(self.queue.add(key, "poll", body=bodies[key], resolved=resolved))
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready while the API server answered (a list or a watch event) recently."""
+        limit = max(3 * self.settings.poll_seconds, self.ready_floor_s)
+        if self.api_seen is None:
+            return False, "no answer from the Kubernetes API server yet"
+        age = time.monotonic() - self.api_seen
+        if age > limit:
+            return False, f"no answer from the Kubernetes API server for {age:.0f}s"
+        return True, f"API server read {age:.0f}s ago; {len(self.deployments)} Deployment(s)"
 
     async def poll_forever(self) -> None:
         while True:
@@ -184,8 +241,9 @@ class Operator:
                 log.exception("poll cycle failed")
 
     async def on_alias(self, change: AliasChanged) -> int:
-        """A verified webhook: reconcile the Deployments following that alias, now."""
-        self.registry.reset_backoff()
+        """A verified webhook: queue the Deployments following that alias (each looks the alias
+        up afresh). The registry's backoff window is left as it is: a burst of deliveries must
+        not turn into a burst of calls to an MLflow that just failed."""
         self.reconciler.note_alias_change(
             change.model_name, change.alias, change.version, change.timestamp
         )
@@ -196,9 +254,7 @@ class Operator:
             and (w.model_name, w.alias) == (change.model_name, change.alias)
         ]
         for key in keys:
-            task = asyncio.create_task(self.reconcile(key, "webhook"))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.queue.add(key, "webhook", body=None, resolved=None)
         return len(keys)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -211,7 +267,7 @@ class Operator:
                 "polling every %ss still rolls out",
                 self.settings.poll_seconds,
             )
-        app = build_app(secret, self.metrics, self.on_alias)
+        app = build_app(secret, self.metrics, self.on_alias, self.readiness)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.http_host, self.settings.http_port)
@@ -237,6 +293,7 @@ class Operator:
             self.settings.poll_seconds,
         )
         self._runner = await self._serve_http()
+        self.queue.start()
         self._poller = asyncio.create_task(self.poll_forever(), name="rollout poller")
         try:
             await kopf.operator(
@@ -262,6 +319,7 @@ class Operator:
         if poller is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+        await self.queue.stop()
         if runner is not None:
             await runner.cleanup()
 
@@ -273,6 +331,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False  # kopf's own Events off; ours are created explicitly
     settings.watching.connect_timeout = 10
     settings.watching.server_timeout = 300  # re-list now and then: a safety net for lost events
+    # Server-side filtering: the API server sends labelled Deployments only (cluster-wide too).
+    settings.watching.label_selectors["apps", "v1", "deployments"] = LABEL_MODEL_NAME
 
 
 def new_kopf_settings() -> kopf.OperatorSettings:

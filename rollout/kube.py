@@ -254,6 +254,29 @@ class Kube:
             namespace, cast(Any, body), _preload_content=False, _request_timeout=TIMEOUT
         )
 
+    def list_labelled(self, namespaces: tuple[str, ...], label: str) -> list[dict[str, Any]]:
+        """A fresh list of the Deployments carrying ``label`` (in ``namespaces``, or all when
+        empty): the poll loop's resync, never the watch's cached bodies."""
+        found: list[dict[str, Any]] = []
+        answers: list[Any] = []
+        options: dict[str, Any] = {
+            "label_selector": label,
+            "_preload_content": False,
+            "_request_timeout": TIMEOUT,
+        }
+        if namespaces:
+            for namespace in namespaces:
+                answers.append(self._apps.list_namespaced_deployment(namespace, **options))
+        else:
+            answers.append(self._apps.list_deployment_for_all_namespaces(**options))
+        for answer in answers:
+            data = json.loads(answer.data)
+            for item in data.get("items") or []:
+                item.setdefault("apiVersion", "apps/v1")
+                item.setdefault("kind", "Deployment")
+                found.append(item)
+        return found
+
     def pods(self, deployment: Mapping[str, Any], probe_ready: bool = True) -> list[PodView]:
         """The Deployment's pods (its selector's matchLabels, checked here too), with what
         ``GET /healthz/ready`` says on those that can tell why they do (not) serve."""

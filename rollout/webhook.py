@@ -1,4 +1,5 @@
-"""The operator's HTTP endpoint (ROLLOUT_HTTP_PORT): ``POST /webhook`` and ``GET /metrics``.
+"""The operator's HTTP endpoint (ROLLOUT_HTTP_PORT): ``POST /webhook``, ``GET /metrics`` and
+``GET /healthz/ready`` (503 while the operator cannot read Deployments from the API server).
 
 MLflow (>= 3.3) signs each delivery the Standard Webhooks way::
 
@@ -125,10 +126,14 @@ def parse_alias_event(
 
 
 OnAlias = Callable[[AliasChanged], Awaitable[int]]
+Readiness = Callable[[], tuple[bool, str]]
 
 
-def build_app(secret: str, metrics: Metrics, on_alias: OnAlias) -> web.Application:
-    """``on_alias`` schedules the reconciles and returns how many Deployments follow the alias."""
+def build_app(
+    secret: str, metrics: Metrics, on_alias: OnAlias, readiness: Readiness | None = None
+) -> web.Application:
+    """``on_alias`` schedules the reconciles and returns how many Deployments follow the alias;
+    ``readiness`` says whether the operator can see the API server (``GET /healthz/ready``)."""
     seen: OrderedDict[str, None] = OrderedDict()  # recent delivery ids: a replay is a no-op
 
     async def webhook(request: web.Request) -> web.Response:
@@ -169,7 +174,14 @@ def build_app(secret: str, metrics: Metrics, on_alias: OnAlias) -> web.Applicati
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
+    async def ready_endpoint(_: web.Request) -> web.Response:
+        ok, detail = readiness() if readiness is not None else (True, "ready")
+        return web.json_response(
+            {"status": "ready" if ok else "not ready", "detail": detail}, status=200 if ok else 503
+        )
+
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/healthz/ready", ready_endpoint)
     return app

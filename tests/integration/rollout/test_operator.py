@@ -589,3 +589,88 @@ async def test_cli_runs_outside_the_cluster_with_a_kubeconfig(
     assert code == 0, text
     assert f"deployment serving/{NAME}: Pinning model {model.name} to version 2" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("cluster_wide", [False, True])
+async def test_the_watch_asks_for_labelled_deployments_only(
+    cluster, model, start_operator, cluster_wide
+):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    scope = {"ROLLOUT_NAMESPACE": "", "ROLLOUT_CLUSTER_WIDE": True} if cluster_wide else {}
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.3, **scope)
+    await operator.polls(1)
+    reads = [
+        r
+        for r in cluster.operator_requests()
+        if r.resource is not None and r.resource.plural == "deployments" and r.name is None
+    ]
+    watches = [r for r in reads if r.params.get("watch") == "true"]
+    assert watches, "no watch request"
+    assert len(reads) > len(watches)  # the poll lists afresh
+    for request in reads:
+        assert request.params.get("labelSelector") == "mlkube.io/model-name", request
+        if cluster_wide:
+            assert request.namespace is None
+
+
+async def test_the_poll_is_a_resync_not_the_watch_cache(cluster, model, start_operator):
+    """A change the watch never delivered (a lost event) is seen by the next poll."""
+    await model.set_alias("2")
+    cluster.add(cluster.deployment(NAME, model.name, version="2"))
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.3)
+    await model.eventually_tagged("2", "succeeded")
+    # Someone pins version 1 and the watch loses the event: only the store changes.
+    silently = cluster.deployment(NAME, model.name, version="1")
+    silently["metadata"]["resourceVersion"] = "150"
+    cluster.add(silently)
+    assert cluster.model_version(NAME) == "1"
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2", what="re-pinned to 2")
+    await cluster.eventually(
+        lambda: (
+            operator.metric("mlkube_rollout_reconciles_total", trigger="poll", action="roll") == 1
+        ),
+        what="the roll counted as the poll's",
+    )
+
+
+async def test_readiness_fails_while_the_api_server_is_unreachable(
+    cluster, model, start_operator, tmp_path
+):
+    proxy = TcpProxy(*cluster.url.removeprefix("http://").rsplit(":", 1))
+    proxy.target = (proxy.target[0], int(proxy.target[1]))
+    await proxy.start()
+    kubeconfig = json.loads(cluster.kubeconfig.read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{proxy.port}"
+    cluster.kubeconfig.write_text(json.dumps(kubeconfig))
+    try:
+        await model.set_alias("1")
+        cluster.add(cluster.deployment(NAME, model.name, version="1"))
+        operator = await start_operator(ROLLOUT_POLL_SECONDS=0.3)
+        operator.operator.ready_floor_s = 1.0
+
+        async def ready() -> int:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{operator.url}/healthz/ready") as response,
+            ):
+                return response.status
+
+        status = 0
+        deadline = time.monotonic() + EVENTUAL_S
+        while status != 200:
+            assert time.monotonic() < deadline
+            status = await ready()
+            await asyncio.sleep(POLL_S)
+        await proxy.stop()  # the API server is cut off
+        while status != 503:
+            assert time.monotonic() < deadline + EVENTUAL_S
+            status = await ready()
+            await asyncio.sleep(POLL_S)
+        await proxy.start()  # back on the same port
+        while status != 200:
+            assert time.monotonic() < deadline + 2 * EVENTUAL_S
+            status = await ready()
+            await asyncio.sleep(POLL_S)
+    finally:
+        await proxy.stop()
