@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.pipeline import Pipeline
@@ -28,6 +28,8 @@ def make_classifier(kind: Classifier, params: dict[str, Any], seed: int) -> Any:
         base: Any = LogisticRegression(max_iter=1000)
     elif kind == "random_forest":
         base = RandomForestClassifier(n_estimators=100, random_state=seed)
+    elif kind == "hist_gradient_boosting":
+        base = HistGradientBoostingClassifier(random_state=seed)
     else:  # the deliberately weak baseline: always the most frequent class
         base = DummyClassifier(strategy="most_frequent")
     unknown = sorted(set(params) - set(base.get_params()))

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mlkube.core.settings import ModelSettings
 
-Classifier = Literal["logistic_regression", "random_forest", "dummy"]
+Classifier = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "dummy"]
 Metric = Literal["f1_macro", "accuracy", "log_loss"]
 Trigger = Literal["cron", "manual", "ci"]
 

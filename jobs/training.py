@@ -20,6 +20,7 @@ from jobs.data import IRIS_SOURCE, Dataset, bootstrap, holdout_split, load_datas
 from jobs.gate import Decision, run_gate
 from jobs.model import build_pipeline, score
 from jobs.settings import TrainSettings
+from mlkube.core.check_rows import check_metadata
 from mlkube.core.names import TAG_PREFIX
 from mlkube.core.tracking import wait_for_tracking_server
 
@@ -92,6 +93,13 @@ def train(
             # costs ~30 s a run; these are exactly what the pipeline needs to load.
             pip_requirements=model_requirements(),
             skops_trusted_types=trusted_types(pipeline),
+            # The holdout rows and the training range, with the version: the model server
+            # checks its compiled form of the model against scikit-learn on them.
+            metadata=check_metadata(
+                split.X_holdout.to_numpy().tolist(),
+                split.X_train.min().tolist(),
+                split.X_train.max().tolist(),
+            ),
         )
         version = str(info.registered_model_version)
         log.info("registered %s v%s", settings.model_name, version)

@@ -49,3 +49,12 @@ def test_seed_is_the_run_date() -> None:
     from datetime import datetime
 
     assert seed_for(datetime(2026, 11, 22, 3, 0)) == 20261122
+
+
+def test_histogram_gradient_boosting_can_be_chosen() -> None:
+    settings = settings_from(build_parser().parse_args(["--classifier", "hist_gradient_boosting"]))
+    pipeline = build_pipeline(settings.classifier, {"max_iter": 20}, seed=3)
+    final = pipeline.steps[-1][1]
+    assert type(final).__name__ == "HistGradientBoostingClassifier"
+    assert final.max_iter == 20
+    assert final.random_state == 3
