@@ -371,6 +371,35 @@ def test_serving_rolls_without_losing_a_request(rendered: Rendered) -> None:
         assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
 
 
+def test_a_pinned_model_version_holds_off_the_operator(rendered: Rendered) -> None:
+    """serving.modelVersion and the operator never own MODEL_VERSION at once: a chart pin sets
+    the hold the operator obeys (issue #12.7). A pod that turns ready and crashes at once does
+    not complete a rollout (minReadySeconds)."""
+    if not rendered.values["serving"]["enabled"]:
+        return
+    deploy = rendered.get("Deployment", name("serving"))
+    pinned = rendered.values["serving"]["modelVersion"]
+    annotations = deploy["metadata"]["annotations"]
+    env = {
+        v["name"]: v.get("value")
+        for v in deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    if pinned:
+        assert env[names.ENV_MODEL_VERSION] == pinned
+        assert pinned in annotations[names.ANNOTATION_ROLLOUT_HOLD]
+    else:
+        assert names.ENV_MODEL_VERSION not in env
+        assert names.ANNOTATION_ROLLOUT_HOLD not in annotations
+    assert deploy["spec"]["minReadySeconds"] == rendered.values["serving"]["minReadySeconds"] > 0
+
+
+def test_operator_readiness_follows_the_api_server(rendered: Rendered) -> None:
+    if rendered.values["rollout"]["enabled"]:
+        spec = rendered.get("Deployment", name("rollout"))["spec"]["template"]["spec"]
+        probe = spec["containers"][0]["readinessProbe"]["httpGet"]
+        assert (probe["path"], probe["port"]) == ("/healthz/ready", "http")
+
+
 def test_default_serving_has_two_replicas(renders: dict[str, Rendered]) -> None:
     assert renders["default"].get("Deployment", name("serving"))["spec"]["replicas"] == 2
 

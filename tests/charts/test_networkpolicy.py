@@ -221,6 +221,8 @@ def expected_flows(rendered: Rendered) -> set[Flow]:
             flows.add(("rollout", "apiserver", port, "TCP"))
             if not cidrs and port in dict(INTERNET.ports):
                 flows.add(("rollout", "internet", port, "TCP"))
+        if "serving" in comps:  # why a rollout's pods are not ready: their /healthz/ready
+            flows.add(("rollout", "serving", v["serving"]["containerPort"], "TCP"))
         if v["mlflow"]["enabled"]:
             flows.add(("mlflow", "rollout", rollout_port, "TCP"))
             flows.update((s, "rollout", rollout_port, "TCP") for s in scrapers)

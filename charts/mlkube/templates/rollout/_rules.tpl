@@ -12,4 +12,9 @@ Exactly what the operator calls (rollout.rbac.REQUIRED_RULES; tests/charts compa
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# When a rollout completes or runs out of time: do pods serve the version, and if not, why
+# (Unschedulable, ImagePullBackOff, CrashLoopBackOff, the model load error of /healthz/ready).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
