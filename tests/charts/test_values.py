@@ -28,6 +28,14 @@ pytestmark = pytest.mark.charts
         (["--set", "serving.batching.maxWaitMs=5000"], "/serving/batching/maxWaitMs"),
         (["--set", "model.name=iris classifier"], "/model/name"),
         (["--set", "serving.resources.limits=null"], "/serving/resources"),
+        # Objects are objects, and the keys the templates read cannot be deleted with null.
+        (["--set", "mlflow=x"], "at '/mlflow': got string, want object"),
+        (["--set", "mlflow.backend=3"], "at '/mlflow/backend': got number, want object"),
+        (["--set", "mlflow.artifacts=s3"], "at '/mlflow/artifacts': got string, want object"),
+        (["--set", "mlflow.backend=null"], "at '/mlflow': missing property 'backend'"),
+        (["--set", "mlflow.backend.type=null"], "at '/mlflow/backend': missing property 'type'"),
+        (["--set", "serving.enabled=null"], "at '/serving': missing property 'enabled'"),
+        (["--set", "networkPolicy=null"], "missing property 'networkPolicy'"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_key(args: list[str], named: str) -> None:
