@@ -4,14 +4,16 @@ MLflow's pyfunc ``predict`` enforces the signature with pandas on every call (mi
 service validates requests itself (:mod:`service.schema`), so for scikit-learn models whose
 columns are all float64 it skips that, fastest first:
 
-1. ``numpy-linear``: scaler + logistic regression pipelines as plain numpy
-   (:mod:`service.compiled`), ~10x faster than scikit-learn's ``predict`` on small inputs;
+1. a compiled form (:mod:`service.compiled`): ``numpy-linear`` for logistic regressions,
+   ``treelite`` for random forests, extra trees and gradient boosting (histogram or not), behind
+   the pipeline's scalers; served only once :mod:`service.check` found it to give
+   scikit-learn's labels and probabilities on the holdout and generated rows;
 2. ``sklearn-numpy``: the estimator itself on a numpy matrix. That copy has its recorded feature
    names removed (shallow copies: the fitted arrays are shared), because names and order were
    checked already and scikit-learn would otherwise warn on every numpy call;
 3. ``pyfunc``: MLflow's own predict on a DataFrame, for everything else.
 
-A fast form is used only if, at load, it reproduces the model's answers on sample rows.
+``serving_path`` and ``serving_reason`` say which one serves and why (the log and ``GET /model``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.compiled import compile_linear
+from service.check import check_rows, compare
+from service.compiled import compile_model
 from service.errors import InvalidInput
 from service.schema import Features, FeatureSchema
 
@@ -86,14 +89,23 @@ class LoadedModel:
             {c: json.dumps(c) for c in self.classes} if self.classes is not None else {}
         )
         self._fast: Any = None
-        self.fast_kind: str | None = None  # "numpy-linear", "sklearn-numpy" or None (pyfunc)
-        if raw is not None and self.schema is not None and self.schema.all_double:
-            self._fast, self.fast_kind = _fast_estimator(raw, self.schema, pyfunc, self.has_proba)
+        # "numpy-linear", "treelite", "sklearn-numpy" or None (pyfunc)
+        self.fast_kind: str | None = None
+        if raw is None:
+            self.serving_reason = "not a scikit-learn model: MLflow's pyfunc serves it"
+        elif self.schema is None or not self.schema.all_double:
+            self.serving_reason = "its signature has columns that are not doubles: pyfunc"
+        else:
+            metadata = getattr(pyfunc.metadata, "metadata", None)
+            self._fast, self.fast_kind, self.serving_reason = _fast_estimator(
+                raw, self.schema, pyfunc, self.has_proba, metadata
+            )
+        self.serving_path = self.fast_kind or "pyfunc"
         self._cost = _measure_cost(self) if self._fast is not None else (1.0, 0.0)
+        log.info("%s: served by %s: %s", info.uri, self.serving_path, self.serving_reason)
         log.info(
-            "%s: flavors %s, %s path, ~%.0f us per call + %.2f us per row",
-            info.uri, ",".join(info.flavors), self.fast_kind or "pyfunc",
-            self._cost[0] * 1e6, self._cost[1] * 1e6,
+            "%s: flavors %s, ~%.0f us per call + %.2f us per row",
+            info.uri, ",".join(info.flavors), self._cost[0] * 1e6, self._cost[1] * 1e6,
         )  # fmt: skip
 
     @property
@@ -203,38 +215,57 @@ def _without_feature_names(estimator: Any) -> Any:
 
 
 def _fast_estimator(
-    raw: Any, schema: FeatureSchema, pyfunc: Any, has_proba: bool
-) -> tuple[Any, str | None]:
-    """The fastest numpy-callable form of ``raw`` that provably gives pyfunc's labels (exactly)
-    and the estimator's probabilities (to 1e-12) on sample rows, and its kind; (None, None)
-    when neither form does, or the estimator was fitted on other columns or in another order."""
+    raw: Any, schema: FeatureSchema, pyfunc: Any, has_proba: bool, metadata: Any = None
+) -> tuple[Any, str | None, str]:
+    """The fastest numpy-callable form of ``raw`` that gives pyfunc's labels (exactly) and the
+    estimator's probabilities (to :data:`service.check.TOLERANCE`), its kind, and why; (None,
+    None, why) when no form does, or the estimator was fitted on other columns or in another
+    order."""
     fitted = getattr(raw, "feature_names_in_", None)
     if fitted is not None and [str(n) for n in fitted] != list(schema.names):
-        return None, None
+        return None, None, "fitted on other columns or in another order than its signature: pyfunc"
+    names = list(schema.names)
+
+    def reference(X: Array) -> tuple[Array, Array | None]:
+        from threadpoolctl import threadpool_limits
+
+        frame = pd.DataFrame(X, columns=names)
+        # One thread: OpenMP's workers (histogram boosting) spin for seconds on a busy machine
+        # for a few thousand rows; the answers are the same.
+        with threadpool_limits(limits=1):
+            labels = np.asarray(pyfunc.predict(frame))
+            return labels, raw.predict_proba(frame) if has_proba else None
+
+    compiled, why_not = compile_model(raw)
+    if compiled is not None and compiled.n_features != len(names):
+        compiled, why_not = None, "the model's feature count differs from its signature's"
+    if compiled is not None:
+        try:
+            rows = check_rows(compiled, metadata if isinstance(metadata, dict) else None)
+            expected, expected_proba = reference(rows.rows)
+        except Exception as exc:
+            log.info("the model cannot predict the check rows (%s); serving through pyfunc", exc)
+            return None, None, f"scikit-learn cannot predict the check rows ({exc}): pyfunc"
+        verdict = compare(compiled, rows, expected, expected_proba)
+        if verdict.ok:
+            return compiled, compiled.kind, verdict.reason
+        why_not = f"compiled form refused: {verdict.reason}"
+        log.warning("%s", why_not)
+    # scikit-learn itself on numpy: the same estimator, so a sanity check on sample rows suffices
     rng = np.random.default_rng(0)
-    k = len(schema.names)
+    k = len(names)
     sample = np.vstack([np.zeros(k), np.ones(k), rng.normal(size=(6, k)),
                         rng.normal(scale=100.0, size=(4, k))])  # fmt: skip
-    frame = pd.DataFrame(sample, columns=list(schema.names))
+    candidate = _without_feature_names(raw)
     try:
-        expected = np.asarray(pyfunc.predict(frame))
-        expected_proba = raw.predict_proba(frame) if has_proba else None
+        expected, expected_proba = reference(sample)
+        same = np.array_equal(np.asarray(candidate.predict(sample)), expected)
+        if same and expected_proba is not None:
+            same = np.allclose(candidate.predict_proba(sample), expected_proba,
+                               rtol=0, atol=1e-12)  # fmt: skip
     except Exception as exc:
-        log.info("the model cannot predict sample rows (%s); serving through pyfunc", exc)
-        return None, None
-    for kind, candidate in (("numpy-linear", compile_linear(raw)),
-                            ("sklearn-numpy", _without_feature_names(raw))):  # fmt: skip
-        if candidate is None:
-            continue
-        try:
-            same = np.array_equal(np.asarray(candidate.predict(sample)), expected)
-            if same and expected_proba is not None:
-                same = np.allclose(candidate.predict_proba(sample), expected_proba,
-                                   rtol=0, atol=1e-12)  # fmt: skip
-        except Exception as exc:
-            log.info("%s path unavailable (%s)", kind, exc)
-            continue
-        if same:
-            return candidate, kind
-        log.info("%s path disagrees with the model on sample rows: not used", kind)
-    return None, None
+        log.info("sklearn-numpy path unavailable (%s)", exc)
+        return None, None, f"{why_not}; scikit-learn on numpy failed ({exc}): pyfunc"
+    if not same:
+        return None, None, f"{why_not}; scikit-learn on numpy disagrees with pyfunc: pyfunc"
+    return candidate, "sklearn-numpy", f"{why_not}: scikit-learn serves it"

@@ -22,7 +22,12 @@ _MODEL_EXAMPLE = {
     "loaded_at": "2026-11-22T10:00:00+00:00",
     "load_seconds": 0.8,
     "flavors": ["python_function", "sklearn"],
-    "fast_path": "numpy-linear",
+    "fast_path": "treelite",
+    "serving": {
+        "path": "treelite",
+        "reason": "treelite: same labels as scikit-learn, probabilities within 1e-12 on 3,950 "
+        "check rows (30 holdout, ...)",
+    },
     "classes": ["setosa", "versicolor", "virginica"],
     "inputs": [{"name": "sepal_length", "type": "double", "required": True}],
     "signature": {"inputs": "...", "outputs": "..."},
@@ -48,6 +53,7 @@ async def model_info(request: Request) -> Response:
         "load_seconds": i.load_seconds,
         "flavors": list(i.flavors),
         "fast_path": model.fast_kind,
+        "serving": {"path": model.serving_path, "reason": model.serving_reason},
         "classes": model.classes,
         "inputs": model.schema.to_json() if model.schema is not None else None,
         "signature": i.signature,

@@ -1,13 +1,17 @@
 """``/invocations`` answers exactly as a real ``mlflow models serve`` on the same model: same
-status, content type and body bytes, for good requests and bad ones."""
+status, content type and body bytes, for good requests and bad ones, for each family the
+training job trains and the benchmark serves (logistic regression as numpy, random forest and
+histogram gradient boosting through Treelite)."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import pytest
 
 from mlkube.mlflow_server import free_port, stop_process_group
 from tests.conftest import subprocess_env
-from tests.integration.service.conftest import FEATURES, RegisteredModel, ServiceProcess
+from tests.integration.service.conftest import FEATURES, RegisteredModel, ServiceProcess, train
 from tests.timeouts import HTTP_S, PROCESS_START_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,6 +35,13 @@ JSON = "application/json"
 def dumps(payload: object) -> bytes:
     return json.dumps(payload).encode()
 
+
+# Rows across and beyond Iris's range, one decimal like the data (so many fall on a split
+# threshold of the trees, which sit halfway between such values) and not: where a compiled form
+# that rounds differently would answer another label.
+_rng = random.Random(7)
+SPREAD = [[round(_rng.uniform(0.0, 8.0), _rng.choice([1, 1, 2, 6])) for _ in FEATURES]
+          for _ in range(2000)]  # fmt: skip
 
 CSV = (",".join(FEATURES) + "\n" + "\n".join(",".join(map(str, r)) for r in ROWS) + "\n").encode()
 
@@ -47,6 +58,12 @@ CASES = [
     ("inputs, records", dumps({"inputs": RECORDS}), JSON),
     ("inputs, columns", dumps({"inputs": COLUMNS}), JSON),
     ("1,000 rows", dumps({"dataframe_split": {"columns": FEATURES, "data": ROWS * 250}}), JSON),
+    ("2,000 rows across the range", dumps({"dataframe_split": {"columns": FEATURES,
+                                                               "data": SPREAD}}), JSON),
+    ("at split thresholds", dumps({"dataframe_split": {"columns": FEATURES, "data": [
+        [2.45, 3.0, 2.45, 0.8], [5.45, 2.8, 4.75, 1.75], [6.15, 3.05, 4.85, 1.65],
+        [5.75, 2.25, 4.95, 1.55], [float.fromhex("0x1.3333333333333p+2"), 3.0, 4.9, 1.7]]}}),
+     JSON),
     ("charset", dumps({"dataframe_records": RECORDS}), "application/json; charset=utf-8"),
     ("csv", CSV, "text/csv"),
     # MLflow's own answers to odd or bad requests
@@ -75,10 +92,47 @@ CASES = [
 ]  # fmt: skip
 
 
+FAMILIES = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+PATHS = {"logistic_regression": "numpy-linear", "random_forest": "treelite",
+         "hist_gradient_boosting": "treelite"}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def model_of_family(registered_model: RegisteredModel, family: str) -> RegisteredModel:
+    """The session's logistic regression, or the same training job with another classifier."""
+    if family == "logistic_regression":
+        return registered_model
+    name = f"parity-{family}-{uuid.uuid4().hex[:6]}"
+    uri = registered_model.tracking_uri
+    return RegisteredModel(uri, name, train(uri, name, "--classifier", family))
+
+
+@pytest.fixture(scope="module")
+def ours(
+    model_of_family: RegisteredModel, family: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    service = ServiceProcess(
+        tmp_path_factory.mktemp("parity") / "service.log",
+        MLFLOW_TRACKING_URI=model_of_family.tracking_uri,
+        MODEL_NAME=model_of_family.name,
+    ).start()
+    try:
+        service.wait("/healthz/ready")
+        yield service
+    finally:
+        service.stop()
+
+
 @pytest.fixture(scope="module")
 def mlflow_serve(
-    registered_model: RegisteredModel, tmp_path_factory: pytest.TempPathFactory
+    model_of_family: RegisteredModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
+    registered_model = model_of_family
     port = free_port()
     log_path: Path = tmp_path_factory.mktemp("mlflow-serve") / "serve.log"
     uri = f"models:/{registered_model.name}/{registered_model.version}"
@@ -115,13 +169,21 @@ def mlflow_serve(
     ("body", "content_type"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_same_answer_as_mlflow_models_serve(
-    served: ServiceProcess, mlflow_serve: str, body: bytes, content_type: str
+    ours: ServiceProcess, mlflow_serve: str, body: bytes, content_type: str
 ) -> None:
     headers = {"content-type": content_type}
     theirs = httpx.post(
         mlflow_serve + "/invocations", content=body, headers=headers, timeout=HTTP_S
     )
-    ours = httpx.post(served.url + "/invocations", content=body, headers=headers, timeout=HTTP_S)
-    assert ours.status_code == theirs.status_code, ours.text
-    assert ours.headers["content-type"] == theirs.headers["content-type"]
-    assert ours.content == theirs.content
+    answer = httpx.post(ours.url + "/invocations", content=body, headers=headers, timeout=HTTP_S)
+    assert answer.status_code == theirs.status_code, answer.text
+    assert answer.headers["content-type"] == theirs.headers["content-type"]
+    assert answer.content == theirs.content
+
+
+def test_each_family_is_served_by_its_compiled_form(ours: ServiceProcess, family: str) -> None:
+    """The parity above is the compiled form's, not scikit-learn's: the family's compiled path
+    passed its check at load (holdout rows included: the training job stored them)."""
+    serving = httpx.get(ours.url + "/model", timeout=HTTP_S).json()["serving"]
+    assert serving["path"] == PATHS[family], serving
+    assert "holdout" in serving["reason"]
