@@ -48,6 +48,30 @@ def release_values(ctx: Ctx) -> dict[str, Any]:
     return merge_values(*layers)
 
 
+def mlflow_start_seconds(values: Mapping[str, Any]) -> int:
+    """The chart's ``mlkube.mlflow.startSeconds``: the longest a first install may take until
+    MLflow answers (image pull 300 s, the database wait, migration 120 s, startup probe 300 s)."""
+    mlflow = values.get("mlflow") or {}
+    if not mlflow.get("enabled", True):
+        return 300
+    backend = mlflow.get("backend") or {}
+    if backend.get("type", "sqlite") == "sqlite":
+        return 300 + 120 + 300
+    return 300 + int(backend.get("waitSeconds", 300)) + 120 + 300
+
+
+def webhook_hook_deadline(values: Mapping[str, Any]) -> int:
+    """activeDeadlineSeconds of the chart's webhook registration hook (a chart test checks the
+    two agree): MLflow's longest first start plus 120 s for the hook's own pull and last try."""
+    return mlflow_start_seconds(values) + 120
+
+
+def helm_timeout(ctx: Ctx, values: Mapping[str, Any]) -> int:
+    """Helm waits for each hook up to its --timeout: never less than the webhook hook's own
+    deadline (plus a minute), or Helm would give up on a first install the hook still wins."""
+    return max(int(ctx.opts.timeout), webhook_hook_deadline(values) + 60)
+
+
 def install_release(ctx: Ctx) -> None:
     opts = ctx.opts
     if not opts.chart.is_dir():
@@ -68,9 +92,10 @@ def install_release(ctx: Ctx) -> None:
     # a model that only the hook can make, time out, and be rolled back (uninstalled). The next
     # steps wait instead, one component at a time, with their own progress and hints; a failed
     # release stays for you to inspect (`helm rollback` goes back by hand).
+    timeout = helm_timeout(ctx, values)
     ctx.console.info(
         "Helm also runs the chart's hooks (webhook registration; on a first install, the first "
-        f"training) and waits for them: a few minutes, at most {int(opts.timeout)}s"
+        f"training) and waits for them: a few minutes, at most {timeout}s each"
     )
     revision = ctx.helm.upgrade_install(
         opts.release,
@@ -80,7 +105,7 @@ def install_release(ctx: Ctx) -> None:
         context=ctx.context,
         wait=False,
         atomic=False,
-        timeout=f"{int(opts.timeout)}s",
+        timeout=f"{timeout}s",
     )
     ctx.state.release.revision = revision.revision
     ctx.console.info(f"release {revision.release} revision {revision.revision}: {revision.status}")

@@ -437,7 +437,7 @@ def test_mlflow_accepts_its_service_names_and_upgrades_its_schema(rendered: Rend
         assert not [w for w, _ in rendered.pods() if component(w) == "mlflow"]
         return
     template = rendered.get("Deployment", name("mlflow"))["spec"]["template"]
-    (init,) = template["spec"]["initContainers"]
+    init = template["spec"]["initContainers"][-1]  # after wait-for-db, with a database server
     assert init["command"][:3] == ["mlflow", "db", "upgrade"]
     server = template["spec"]["containers"][0]
     assert server["command"] == ["mlflow", "server"]

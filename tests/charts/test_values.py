@@ -36,6 +36,7 @@ pytestmark = pytest.mark.charts
         (["--set", "mlflow.backend.type=null"], "at '/mlflow/backend': missing property 'type'"),
         (["--set", "serving.enabled=null"], "at '/serving': missing property 'enabled'"),
         (["--set", "networkPolicy=null"], "missing property 'networkPolicy'"),
+        (["--set", "mlflow.backend.waitSeconds=5"], "/mlflow/backend/waitSeconds"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_key(args: list[str], named: str) -> None:

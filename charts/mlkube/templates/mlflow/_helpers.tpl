@@ -149,3 +149,57 @@ a limit.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The wait-for-db init container's program (Python and psycopg2 are in the MLflow image): until
+DB_WAIT_SECONDS have passed, try to open a connection to MLFLOW_BACKEND_STORE_URI every 2 s: a
+real login for Postgres (what pg_isready reports, plus the credentials and the database), a TCP
+connection for any other database. Exit 1 with the last error when the time is up (the pod then
+restarts it); the URI and its password are never printed.
+*/}}
+{{- define "mlkube.mlflow.waitForDbScript" -}}
+import os, socket, sys, time
+from urllib.parse import urlsplit
+uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
+limit = int(os.environ["DB_WAIT_SECONDS"])
+u = urlsplit(uri)
+scheme = u.scheme.split("+")[0]
+port = u.port or {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}.get(scheme)
+if not u.hostname or not port:
+    print(f"no host and port to wait for in the {scheme} URI", flush=True)
+    sys.exit(0)
+where = f"{u.hostname}:{port}"
+deadline = time.monotonic() + limit
+while True:
+    try:
+        if scheme in ("postgresql", "postgres"):
+            import psycopg2
+            psycopg2.connect("postgresql" + uri[len(u.scheme):], connect_timeout=5).close()
+        else:
+            socket.create_connection((u.hostname, port), timeout=5).close()
+        print(f"database at {where} accepts connections", flush=True)
+        sys.exit(0)
+    except Exception as exc:
+        last = " ".join(str(exc).split()) or type(exc).__name__
+    if time.monotonic() >= deadline:
+        print(f"database at {where} not ready after {limit}s: {last}", file=sys.stderr)
+        sys.exit(1)
+    print(f"waiting for the database at {where}: {last}", flush=True)
+    time.sleep(2)
+{{- end }}
+
+{{/*
+The longest a first install may take until MLflow answers, in seconds: what the webhook
+registration hook (which needs MLflow) must outlast. 300 for pulling the MLflow image (about
+900 MB) onto a fresh node, mlflow.backend.waitSeconds for the database (Postgres or external:
+the bundled one pulls its image and runs initdb meanwhile), 120 for `mlflow db upgrade` on an
+empty database, 300 for the server's startupProbe (60 x 5 s). An external MLflow is already up:
+300 (the hook pulls its own image meanwhile).
+*/}}
+{{- define "mlkube.mlflow.startSeconds" -}}
+{{- $m := .Values.mlflow }}
+{{- if not $m.enabled }}300
+{{- else if eq $m.backend.type "sqlite" }}{{ add 300 120 300 }}
+{{- else }}{{ add 300 (int $m.backend.waitSeconds) 120 300 }}
+{{- end }}
+{{- end }}
