@@ -58,7 +58,10 @@ NAMESPACE_LABELS = {
 KUBE_DNS = Endpoint(
     "dns", "10.96.0.10", {"k8s-app": "kube-dns"}, "kube-system", ((53, "UDP"), (53, "TCP"))
 )
-API_SERVER = Endpoint("apiserver", "172.20.0.1", ports=((443, "TCP"), (6443, "TCP")))
+# The API server as a NetworkPolicy engine sees it: one of the `kubernetes` EndpointSlice's
+# addresses (the engines match after the Service's translation), never the Service IP (e.g.
+# 172.20.0.1), which a policy naming it would leave the operator's watch cut off by.
+API_SERVER = Endpoint("apiserver", "10.0.12.34", ports=((443, "TCP"), (6443, "TCP")))
 INTERNET = Endpoint(
     "internet", "203.0.113.7", ports=((80, "TCP"), (443, "TCP"), (5000, "TCP"), (5432, "TCP"))
 )
