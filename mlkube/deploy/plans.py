@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlkube.deploy import cluster, e2e, images, ingress, operations, release, training
+from mlkube.deploy import cluster, e2e, images, ingress, operations, platform, release, training
 from mlkube.deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, Options
 from mlkube.deploy.runner import Step
 from mlkube.deploy.tools import check_tools
@@ -26,6 +26,12 @@ BUILD = Step("build", "Building images", images.build_images, "{engine} images '
 NOT_REBUILT = Step("images", "Images (not rebuilt)", images.planned_images)
 EKS_CONTEXT = Step(
     "context", "EKS kube-context", cluster.resolve_eks_context, "kubectl config get-contexts"
+)
+EKS_ADDONS = Step(
+    "addons",
+    "EKS add-ons the chart relies on (metrics-server, NetworkPolicy enforcement)",
+    platform.eks_addons,
+    "kubectl --context {context} -n kube-system get deploy,ds,cm",
 )
 
 
@@ -84,7 +90,7 @@ def plan_deploy(opts: Options) -> list[Step]:
         else:
             steps.append(NOT_REBUILT)
     else:
-        steps += [tools_step(("kubectl", "helm"), docker_daemon=False), EKS_CONTEXT]
+        steps += [tools_step(("kubectl", "helm"), docker_daemon=False), EKS_CONTEXT, EKS_ADDONS]
         if opts.build:
             steps += [
                 ENGINE,
@@ -99,7 +105,21 @@ def plan_deploy(opts: Options) -> list[Step]:
             ]
         else:
             steps.append(NOT_REBUILT)
+        steps.append(
+            Step(
+                "namespace",
+                f"Namespace {opts.namespace} with the ALB's pod readiness gates",
+                platform.alb_readiness_gates,
+                "kubectl --context {context} get namespace {ns} --show-labels",
+            )
+        )
     steps += [
+        Step(
+            "apiserver",
+            "The API server's endpoints (the operator's egress)",
+            platform.api_server_endpoints,
+            "kubectl --context {context} get " + " ".join(platform.API_SERVER_SLICES),
+        ),
         Step(
             "release",
             f"helm upgrade --install {opts.release}",

@@ -39,11 +39,14 @@ def image_values(images: list[Image]) -> dict[str, Any]:
 
 
 def release_values(ctx: Ctx) -> dict[str, Any]:
-    """The target's values file, then the images we built, then the user's files (they win)."""
+    """The target's values file, then the images we built and what the cluster dictates (the API
+    server's endpoints), then the user's files (they win)."""
     opts = ctx.opts
     layers = [load_values(opts.env_values)]
     if ctx.state.images.built:
         layers.append(image_values(ctx.state.images.built))
+    if ctx.state.release.cluster_values:
+        layers.append(ctx.state.release.cluster_values)
     layers.extend(load_values(path) for path in opts.values)
     return merge_values(*layers)
 

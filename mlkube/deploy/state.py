@@ -22,6 +22,8 @@ class ImagesState:
 @dataclass
 class ReleaseState:
     values: dict[str, Any] = field(default_factory=dict)  # what Helm got, all layers merged
+    # What the cluster dictates (the API server's endpoints), applied before the user's files.
+    cluster_values: dict[str, Any] = field(default_factory=dict)
     revision: int | None = None  # the revision `helm upgrade --install` made
     training_job: str = ""  # the Job a training step created from the CronJob
 

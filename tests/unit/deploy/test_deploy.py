@@ -138,6 +138,7 @@ def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) 
         "Ingress through cloud-provider-kind",
         "Building images",
         "Loading images into kind",
+        "The API server's endpoints (the operator's egress)",
         "helm upgrade --install mlkube",
         "Waiting for MLflow",
         "First training (a Job from the CronJob)",
@@ -145,7 +146,7 @@ def test_kind_first_deploy_runs_every_step_in_order(repo: Path, tmp_path: Path) 
         "Waiting for the Ingress",
         "Next commands",
     ]
-    assert run.text.count("    ok (") == 11
+    assert run.text.count("    ok (") == 12
     # What each step did happened in that order too.
     cmds = run.cmds
     order = [
@@ -302,6 +303,7 @@ def test_no_build_and_no_train(repo: Path) -> None:
         "cluster",
         "ingress",
         "images",
+        "apiserver",
         "release",
         "mlflow",
         "rollout",
@@ -353,9 +355,12 @@ def test_eks_pushes_to_the_registry_and_layers_the_users_values(repo: Path, tmp_
     assert [s.key for s in plan_deploy(opts)] == [
         "tools",
         "context",
+        "addons",
         "engine",
         "build",
         "push",
+        "namespace",
+        "apiserver",
         "release",
         "mlflow",
         "train",
