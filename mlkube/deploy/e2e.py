@@ -17,7 +17,7 @@ import re
 import sys
 
 from mlkube.core.names import DEFAULT_MODEL_NAME
-from mlkube.deploy import objects
+from mlkube.deploy import objects, podload
 from mlkube.deploy.context import Ctx, wait_for
 from mlkube.deploy.ingress import SAMPLE_REQUEST, SAMPLE_ROWS, find_ingress_url, ingress_host_header
 from mlkube.deploy.load import Load
@@ -146,6 +146,9 @@ def candidate(ctx: Ctx) -> Candidate:
 
 
 def promote_under_load(ctx: Ctx) -> None:
+    """The gate promotes the candidate while two bounded loads run: one through the Ingress
+    from here, one from a pod inside the cluster to the serving Service. Every replica must end
+    up on the new version, and no request of either load may fail."""
     found = candidate(ctx)
     run_id, version = found.run_id, found.version
     url = ctx.state.ingress.url
@@ -156,11 +159,14 @@ def promote_under_load(ctx: Ctx) -> None:
         status, _ = ctx.http("POST", f"{url}/invocations", body, headers)
         return status
 
+    image = objects.container_image(objects.serving_deployment(ctx))
+    podload.start(ctx, image, max_seconds=ctx.opts.timeout + 120)
     load = Load(send, max_seconds=ctx.opts.timeout + 120).start()
     ctx.state.e2e.cleanups.append(load.close)
     try:
         if not load.wait_sent(MIN_REQUESTS):  # a baseline before the rollout starts
             raise StepFailed(f"the load did not get going: {load.report.line()}")
+        started = ctx.clock()
         out = python(
             ctx, "-m", "jobs.promote", "--run-id", run_id, "--model-name", ctx.state.e2e.model
         )
@@ -170,19 +176,24 @@ def promote_under_load(ctx: Ctx) -> None:
                 f"the gate did not promote run {run_id} over the weak champion:\n{out}"
             )
         versions = wait_served(ctx, version, timeout=ctx.opts.timeout)
+        rolled = ctx.clock() - started
         load.wait_sent(load.report.sent + MIN_REQUESTS)  # and some through the new pods only
     finally:
         report = load.stop()
+    inside = podload.stop(ctx)
     ctx.state.e2e.load = report
     ctx.console.info(f"every replica serves version {version}: {versions}")
+    ctx.console.info(f"rolled out in {rolled:.1f}s (from the promotion to every replica on it)")
     ctx.console.info(f"load during the rollout: {report.line()}")
-    if report.failed:
-        raise StepFailed(
-            f"{report.failed} of {report.sent} requests failed during the rollout:\n"
-            + "\n".join(report.errors)
-        )
-    if report.sent < 2 * MIN_REQUESTS:
-        raise StepFailed(f"only {report.sent} requests were sent: the load did not run")
+    ctx.console.info(f"in-cluster load during the rollout: {inside.line()}")
+    for name, got in (("through the Ingress", report), ("from inside the cluster", inside)):
+        if got.failed:
+            raise StepFailed(
+                f"{got.failed} of {got.sent} requests {name} failed during the rollout:\n"
+                + "\n".join(got.errors)
+            )
+        if got.sent < 2 * MIN_REQUESTS:
+            raise StepFailed(f"only {got.sent} requests were sent {name}: the load did not run")
 
 
 def served_through_ingress(ctx: Ctx) -> None:

@@ -87,6 +87,14 @@ def mlflow_deployment(ctx: Ctx) -> str:
     )
 
 
+def container_image(dep: dict[str, Any]) -> str:
+    """The image of a Deployment's first container."""
+    containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    if not containers or not containers[0].get("image"):
+        raise StepFailed(f"deployment/{name_of(dep)} has no container image")
+    return str(containers[0]["image"])
+
+
 def serving_deployment(ctx: Ctx) -> dict[str, Any]:
     # The operator finds serving Deployments by this label; so do we.
     return find_one(

@@ -339,7 +339,9 @@ def deployment(
             },
             "template": {
                 "metadata": {"annotations": annotations},
-                "spec": {"containers": [{"name": "serve", "env": env}]},
+                "spec": {
+                    "containers": [{"name": "serve", "image": "mlkube-serve:0.1.0", "env": env}]
+                },
             },
         },
         "status": {

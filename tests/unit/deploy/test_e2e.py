@@ -43,8 +43,13 @@ def pod(name: str, terminating: bool = False) -> dict[str, Any]:
     return {"metadata": meta}
 
 
+POD_REPORT = '{"sent": 950, "failed": 0, "errors": []}\n'
+
+
 def world(
-    *, invocations: list[tuple[int, Any] | Exception] | None = None
+    *,
+    invocations: list[tuple[int, Any] | Exception] | None = None,
+    pod_report: str | None = None,
 ) -> tuple[FakeCommands, FakeHttp]:
     cmds = FakeCommands()
     cmds.on("kubectl", "config", "get-contexts", answer=ok("kind-mlkube\n"))
@@ -64,6 +69,13 @@ def world(
         answer=kjson(pod("serving-a"), pod("serving-b"), pod("serving-old", terminating=True)),
     )
     cmds.on("kubectl", "get", "service", answer=kjson(service("mlkube-mlflow", port=5000)))
+    cmds.on(
+        "kubectl get service -n mlkube -l",
+        f"{INSTANCE},app.kubernetes.io/component=serving",
+        answer=kjson(service("mlkube-serving", port=80)),
+    )
+    # The in-cluster load pod's report, once it is told to stop.
+    cmds.on("kubectl logs -n mlkube mlkube-e2e-load", answer=ok(pod_report or POD_REPORT))
     cmds.on("kubectl", "get", "ingress", "-n", "mlkube", "-l", INSTANCE, answer=kjson(ingress()))
     cmds.on("kubectl", "get", "ingress", "mlkube-serving", answer=obj(**ingress()))
     cmds.on(
@@ -144,6 +156,27 @@ def test_full_run(repo: Path) -> None:
     assert ", 0 failed" in text
     assert "every replica serves version 3: {'serving-a': '3', 'serving-b': '3'}" in text
     assert "/model through the Ingress: version 3" in text
+    # The second load ran from a pod in the cluster, on the serving image, to the Service; it
+    # was told to stop after the rollout, and deleted.
+    [run] = cmds.ran("kubectl run mlkube-e2e-load")
+    assert "--image=mlkube-serve:0.1.0" in run
+    assert "http://mlkube-serving:80/invocations" in run
+    assert cmds.ran("kubectl exec -n mlkube mlkube-e2e-load -- touch /tmp/stop")
+    assert cmds.ran("kubectl delete pod mlkube-e2e-load -n mlkube --wait=false")
+    assert "in-cluster load during the rollout: 950 requests, 0 failed" in text
+
+
+def test_a_failed_request_from_inside_the_cluster_fails(repo: Path) -> None:
+    report = '{"sent": 900, "failed": 2, "errors": ["12:00:01 URLError: refused"]}\n'
+    cmds, http = world(pod_report=report)
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+    try:
+        code = run_steps(plan_e2e(ctx.opts), ctx)
+    finally:
+        e2e.run_cleanups(ctx)
+    assert code == 1
+    assert "2 of 900 requests from inside the cluster failed" in out.getvalue()
+    assert "12:00:01 URLError: refused" in out.getvalue()
 
 
 def test_a_failed_request_during_the_rollout_fails_and_dumps_everything(repo: Path) -> None:
@@ -169,7 +202,7 @@ def test_a_failed_request_during_the_rollout_fails_and_dumps_everything(repo: Pa
     assert code == 1
     assert "FAILED: Promoting it through the gate under load" in text
     assert "1 of " in text
-    assert "requests failed during the rollout" in text
+    assert "requests through the Ingress failed during the rollout" in text
     assert "HTTP 502" in text
     # Diagnostics: get, events, describe, and every pod's logs, on the console and on disk.
     assert cmds.ran("kubectl", "describe", "all,ingress,cronjob,pvc,networkpolicy", "-n", "mlkube")
