@@ -28,6 +28,7 @@ from kubernetes.config.config_exception import ConfigException
 from mlkube.core.deployment import serving_containers
 from mlkube.core.names import ENV_MODEL_VERSION
 from rollout import __version__
+from rollout.canary import LABEL_CANARY_OF
 from rollout.plan import Event, JsonPatch, PodView
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class PatchRejected(RuntimeError):
 PROBE_TIMEOUT = 2.0  # seconds for one GET /healthz/ready of a pod
 MAX_PROBES = 6  # pods asked per reconcile
 READY_PATH = "/healthz/ready"
+METRICS_PATH = "/metrics"
 
 
 # What the API server answers (422, no causes) when a JSON patch does not apply to the current
@@ -278,48 +280,96 @@ class Kube:
         return found
 
     def pods(self, deployment: Mapping[str, Any], probe_ready: bool = True) -> list[PodView]:
-        """The Deployment's pods (its selector's matchLabels, checked here too), with what
-        ``GET /healthz/ready`` says on those that can tell why they do (not) serve."""
-        meta = deployment.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
-        match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-        response = self._core.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False, _request_timeout=TIMEOUT
-        )
-        items = json.loads(cast(Any, response).data).get("items") or []
+        """The Deployment's pods, with what ``GET /healthz/ready`` says on those that can tell
+        why they do (not) serve (a few per reconcile)."""
         views = []
-        probes = 0
-        for pod in items:
-            labels = (pod.get("metadata") or {}).get("labels") or {}
-            if any(labels.get(k) != v for k, v in match.items()):
-                continue  # an API server (or emulator) that ignores label selectors
-            if (pod.get("metadata") or {}).get("deletionTimestamp"):
-                continue
+        budget = {False: MAX_PROBES, True: 2}  # not ready pods say why; two ready ones, what
+        for pod in self.raw_pods(deployment):
             view = pod_view(pod)
-            if probe_ready and probes < MAX_PROBES and (pod.get("status") or {}).get("podIP"):
-                probes += 1
+            if probe_ready and budget[view.ready] > 0 and (pod.get("status") or {}).get("podIP"):
+                budget[view.ready] -= 1
                 view = replace(view, ready_detail=self.probe(pod))
             views.append(view)
         return views
 
-    def probe(self, pod: Mapping[str, Any]) -> dict[str, Any] | None:
-        """``GET /healthz/ready`` of the pod (its JSON, 200 or 503), None when it gives none."""
+    def raw_pods(self, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The Deployment's pods as the API server has them (matchLabels checked here too)."""
+        meta = deployment.get("metadata") or {}
+        match = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        response = self._core.list_namespaced_pod(
+            meta.get("namespace") or "default",
+            label_selector=selector,
+            _preload_content=False,
+            _request_timeout=TIMEOUT,
+        )
+        items = json.loads(cast(Any, response).data).get("items") or []
+        return [
+            pod
+            for pod in items
+            if all(((pod.get("metadata") or {}).get("labels") or {}).get(k) == v
+                   for k, v in match.items())
+            and not (pod.get("metadata") or {}).get("deletionTimestamp")
+        ]  # fmt: skip
+
+    def scrape(self, pod: Mapping[str, Any]) -> str | None:
+        """The pod's ``GET /metrics`` (Prometheus text), None when it does not answer."""
+        data = self._get(pod, METRICS_PATH, 1 << 22)
+        return None if data is None else data.decode(errors="replace")
+
+    def create_deployment(self, body: Mapping[str, Any]) -> None:
+        """Create ``body`` (the canary); one left over from an earlier canary is replaced."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", str(meta.get("name"))
+        try:
+            self._apps.create_namespaced_deployment(
+                namespace, cast(Any, body), _preload_content=False, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.delete_deployment(namespace, name)
+            self._apps.create_namespaced_deployment(
+                namespace, cast(Any, body), _preload_content=False, _request_timeout=TIMEOUT
+            )
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        """Delete a Deployment (the canary) and its pods; gone already is fine."""
+        try:
+            self._apps.delete_namespaced_deployment(
+                name,
+                namespace,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _get(self, pod: Mapping[str, Any], path: str, limit: int) -> bytes | None:
         ip = (pod.get("status") or {}).get("podIP")
         port = serving_port(pod)
         if not ip or port is None:
             return None
         host = f"[{ip}]" if ":" in ip else ip
         request = urllib.request.Request(
-            f"http://{host}:{port}{READY_PATH}", headers={"User-Agent": USER_AGENT}
+            f"http://{host}:{port}{path}", headers={"User-Agent": USER_AGENT}
         )
         try:
             with _DIRECT.open(request, timeout=PROBE_TIMEOUT) as answer:
-                data = answer.read(65536)
+                data: bytes = answer.read(limit)
         except urllib.error.HTTPError as exc:  # 503 while loading: the body says why
-            data = exc.read(65536)
+            data = exc.read(limit)
         except (OSError, ValueError) as exc:
-            log.debug("probe of pod %s failed: %s", ip, exc)
+            log.debug("GET %s of pod %s failed: %s", path, ip, exc)
+            return None
+        return data
+
+    def probe(self, pod: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``GET /healthz/ready`` of the pod (its JSON, 200 or 503), None when it gives none."""
+        data = self._get(pod, READY_PATH, 65536)
+        if data is None:
             return None
         try:
             parsed = json.loads(data)
@@ -356,6 +406,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     for var in container.get("env") or []:
         if var.get("name") == ENV_MODEL_VERSION:
             version = var.get("value")
+    labels = (pod.get("metadata") or {}).get("labels") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     ready = (conditions.get("Ready") or {}).get("status") == "True"
     scheduled = conditions.get("PodScheduled") or {}
@@ -379,4 +430,5 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         waiting_message=waiting.get("message"),
         terminated=terminated.get("reason"),
         restarts=int(state.get("restartCount") or 0),
+        canary=LABEL_CANARY_OF in labels,
     )

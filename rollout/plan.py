@@ -27,6 +27,8 @@ following the same alias (staging, production) do not overwrite each other's ver
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import enum
 import re
@@ -65,6 +67,8 @@ from mlkube.core.names import (
     LABEL_MODEL_NAME,
     TAG_PREFIX,
 )
+from rollout import canary
+from rollout.canary import Sample as CanarySample
 
 __all__ = ["ANNOTATION_FAILED_VERSION", "ANNOTATION_ROLLOUT_STATUS"]
 
@@ -75,6 +79,7 @@ STATUS_PROGRESSING = "progressing"
 STATUS_SUCCEEDED = "succeeded"
 STATUS_WAITING = "waiting"  # failed for a reason other than the model: retried later
 STATUS_FAILED = "failed"
+STATUS_CANARY = "canary"  # one pod of the target runs beside the stable ones, to be compared
 
 VERDICT_SUCCEEDED = "succeeded"
 VERDICT_FAILED = "failed"  # the model is the cause
@@ -84,6 +89,11 @@ DEFAULT_DEADLINE_SECONDS = 600  # Kubernetes' default progressDeadlineSeconds
 MAX_REASON = 480  # an annotation value people read in `kubectl describe`
 
 JsonPatch = list[dict[str, Any]]
+
+
+def pod_version(pod: Mapping[str, Any]) -> str | None:
+    """MODEL_VERSION of a pod's serving container (a pod spec, not a template)."""
+    return pinned_version({"spec": {"template": pod}})
 
 
 def tag_key(namespace: str, name: str) -> str:
@@ -104,6 +114,8 @@ class Kind(enum.Enum):
     NOTE = "note"  # the record changes (metadata only), e.g. a restarted deadline
     TAG = "tag"  # only the registry tag is missing
     FORGET = "forget"  # the alias moved off a failed version: drop the marker
+    CANARY = "canary"  # start (or replace) the canary Deployment of the target version
+    CANARY_JUDGE = "canary-judge"  # the canary's time is up: measure it, then decide again
 
 
 class Cause(enum.Enum):
@@ -154,6 +166,16 @@ class PodView:
     terminated: str | None = None  # the last termination's reason (OOMKilled, Error)
     restarts: int = 0
     ready_detail: Mapping[str, Any] | None = None  # GET /healthz/ready's JSON, when asked
+    canary: bool = False  # a pod of the canary Deployment
+
+
+@dataclass(frozen=True)
+class CanaryObservation:
+    """What the reconciler measured when a canary's time was up."""
+
+    pods: Sequence[PodView]  # the canary's pods
+    canary: CanarySample  # what they counted
+    stable: CanarySample  # what the stable pods counted over the same time
 
 
 @dataclass(frozen=True)
@@ -173,6 +195,10 @@ class Action:
     tags: Mapping[str, str] = field(default_factory=dict)  # MLflow tags to set on ``version``
     event: Event | None = None
     cause: Cause | None = None
+    canary_create: Mapping[str, Any] | None = None  # a canary Deployment to create (or replace)
+    canary_delete: str | None = None  # name of a canary Deployment to delete
+    alias_back: tuple[str, str] | None = None  # (alias, version): move the alias back
+    alias_tags: Mapping[str, str] = field(default_factory=dict)  # tags on that version
 
     @property
     def tag(self) -> str | None:
@@ -735,6 +761,114 @@ def _waiting(
                  attempt=w.attempt)  # fmt: skip
 
 
+def pinned_template(body: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The pod template pinned to ``version`` (what the canary runs)."""
+    template: dict[str, Any] = copy.deepcopy(dict((body.get("spec") or {}).get("template") or {}))
+    found = template.get("spec", {}).get("containers") or []
+    for index in serving_containers(body):
+        container = found[index]
+        position = env_index(container, ENV_MODEL_VERSION)
+        env = [v for v in container.get("env") or [] if v.get("name") != ENV_MODEL_VERSION]
+        entry = {"name": ENV_MODEL_VERSION, "value": version}
+        env.insert(position if position is not None else len(env), entry)
+        container["env"] = env
+    annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[ANNOTATION_MODEL_VERSION] = version
+    annotations.pop(ANNOTATION_PREVIOUS_MODEL_VERSION, None)
+    return template
+
+
+def _canary_start(body: Mapping[str, Any], w: Watched, version: str, now: dt.datetime) -> Action:
+    policy = canary.policy_of(body)
+    message = (
+        f"Canary of model {w.model_name} version {version}: one pod beside version "
+        f"{w.stable} for {policy.seconds:.0f}s (alias {w.alias} -> {version})"
+    )
+    return Action(
+        Kind.CANARY,
+        reason=message,
+        version=version,
+        previous=w.stable,
+        patch=_record(
+            body,
+            [],
+            status=STATUS_CANARY,
+            target=version,
+            stable=w.stable,
+            started=format_time(now),
+            reason=message,
+            failed=None,
+            attempt=None,
+            retry_at=None,
+        ),  # fmt: skip
+        event=Event("Normal", "ModelCanaryStarted", message),
+        canary_create=canary.manifest(body, pinned_template(body, version)),
+    )
+
+
+def _canary(
+    body: Mapping[str, Any],
+    w: Watched,
+    alias: AliasTarget | None,
+    now: dt.datetime,
+    observed: CanaryObservation | None,
+) -> Action:
+    version = w.target
+    name = canary.canary_name(w.name)
+    if version is None or w.stable is None:  # not a record we wrote: roll plainly
+        target = alias.version if alias is not None else version
+        if target is None:
+            return Action(Kind.NOOP, reason="canary record without a target")
+        action = _roll(body, w, target, "canary record incomplete: plain rollout", now)
+        return dataclasses.replace(action, canary_delete=name)
+    if alias is not None and alias.version not in (version, w.failed_version):
+        return _canary_start(body, w, alias.version, now)  # replaces the running canary
+    policy = canary.policy_of(body)
+    end = (w.started or now) + dt.timedelta(seconds=policy.seconds)
+    if now < end:
+        return Action(
+            Kind.NOOP, reason=f"canary of version {version} runs until {format_time(end)}"
+        )
+    if observed is None:
+        return Action(
+            Kind.CANARY_JUDGE, reason=f"measuring the canary of version {version}", version=version
+        )
+    if not any(p.ready for p in observed.pods):
+        cause, detail = classify(body, list(observed.pods), version)
+        if cause is not Cause.MODEL:
+            stalled = _stall(body, w, version, cause, f"canary: {detail}", now, DEFAULT_POLICY)
+            return dataclasses.replace(stalled, canary_delete=name)
+        verdict = canary.Verdict(False, f"the canary pod is not ready: {detail}")
+    else:
+        verdict = canary.judge(observed.canary, observed.stable, policy)
+    if verdict.passed:
+        rolled = _roll(body, w, version, f"canary passed: {verdict.reason}", now)
+        return dataclasses.replace(rolled, canary_delete=name)
+    back = policy.move_alias_back
+    moved = f"; alias {w.alias} moved back to version {w.stable}" if back else ""
+    message = (
+        f"Canary of model {w.model_name} version {version} failed: {verdict.reason}; stays on "
+        f"version {w.stable}; version {version} will not be rolled out again until alias "
+        f"{w.alias} moves{moved}"
+    )
+    restored = f"alias {w.alias} moved back here from version {version}: {verdict.reason}"
+    return Action(
+        Kind.REVERT,
+        reason=message,
+        version=version,
+        previous=w.stable,
+        patch=_record(body, [], status=STATUS_FAILED, reason=message, failed=version),
+        tags=_verdict(w, VERDICT_FAILED, message),
+        event=Event("Warning", "ModelCanaryFailed", message),
+        cause=Cause.MODEL,
+        canary_delete=name,
+        alias_back=(w.alias, w.stable) if back else None,
+        alias_tags={f"{TAG_ROLLOUT}.alias-restored/{w.namespace}/{w.name}": _short(restored)}
+        if back
+        else {},
+    )
+
+
 def decide(
     body: Mapping[str, Any],
     alias: AliasTarget | None,
@@ -743,6 +877,7 @@ def decide(
     now: dt.datetime | None = None,
     pods: Sequence[PodView] | None = None,
     policy: Policy = DEFAULT_POLICY,
+    canary_observed: CanaryObservation | None = None,
 ) -> Action:
     """What to do with this Deployment now.
 
@@ -768,6 +903,8 @@ def decide(
         return action
     if w.status == STATUS_WAITING:
         return _waiting(body, w, alias if registry_ok else None, now)
+    if w.status == STATUS_CANARY:
+        return _canary(body, w, alias if registry_ok else None, now, canary_observed)
 
     if alias is None:
         if not registry_ok:
@@ -798,13 +935,21 @@ def decide(
         )
 
     if alias.version == w.pinned:
-        if w.failed_version is not None:  # e.g. the alias was moved back by hand
+        if w.failed_version is not None:  # e.g. the alias was moved back (by hand or canary)
+            message = (
+                f"alias {w.alias} moved off failed version {w.failed_version} back to "
+                f"version {alias.version}, which the pods serve"
+            )
+            settled = w.stable in (None, alias.version) and w.status == STATUS_FAILED
             return Action(
                 Kind.FORGET,
-                reason=f"alias {w.alias} moved off failed version {w.failed_version}",
+                reason=message,
                 version=alias.version,
-                patch=state_patch(body, {ANNOTATION_FAILED_VERSION: None}),
-            )
+                patch=_record(body, [], failed=None, **(
+                    {"status": STATUS_SUCCEEDED, "stable": alias.version, "reason": message}
+                    if settled else {}
+                )),
+            )  # fmt: skip
         if w.status == STATUS_SUCCEEDED and ours is None:
             return Action(
                 Kind.TAG,
@@ -814,4 +959,6 @@ def decide(
             )
         return Action(Kind.NOOP, reason=f"pinned to version {alias.version}, as alias says")
 
+    if canary.strategy(body) == canary.STRATEGY_CANARY and w.stable is not None:
+        return _canary_start(body, w, alias.version, now)
     return _roll(body, w, alias.version, f"alias {w.alias} -> {alias.version}", now)

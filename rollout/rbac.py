@@ -1,8 +1,9 @@
 """Exactly the Kubernetes API calls the operator makes, as Role rules (for the chart's Role).
 
-- ``apps/deployments``: ``list`` + ``watch`` (kopf's watch stream), ``get`` (re-read before
-  a write) and ``patch`` (JSON patch of the pod template and our annotations). Never update
-  (no PUT), create or delete.
+- ``apps/deployments``: ``list`` + ``watch`` (kopf's watch stream, and the poll's fresh list),
+  ``get`` (re-read before a write) and ``patch`` (JSON patch of the pod template and our
+  annotations); ``create`` and ``delete`` for the ``<name>-canary`` Deployment of a canary
+  rollout (only that one is ever created or deleted). Never update (no PUT).
 - ``events`` (core): ``create`` only (rollout started/succeeded/failed/stalled, refusals).
 - ``pods`` (core): ``list`` (when a rollout completes or runs out of time: do pods serve the
   version, and if not, why: Unschedulable, ImagePullBackOff, CrashLoopBackOff, ...).
@@ -25,7 +26,7 @@ RULES: Final[list[dict[str, list[str]]]] = [
     {
         "apiGroups": ["apps"],
         "resources": ["deployments"],
-        "verbs": ["get", "list", "patch", "watch"],
+        "verbs": ["create", "delete", "get", "list", "patch", "watch"],
     },
     {
         "apiGroups": [""],

@@ -11,6 +11,7 @@ and not sent again before a backoff ends, unless the Deployment changed meanwhil
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -21,8 +22,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from mlkube.core.backoff import Backoff
-from rollout import plan
+from rollout import canary, plan
 from rollout.kube import Conflict, Kube, PatchRejected
+from rollout.kube import pod_view as kube_pod_view
 from rollout.metrics import Metrics
 from rollout.registry import Registry, RegistryError
 
@@ -69,6 +71,8 @@ class Reconciler:
         self._aliases: dict[tuple[str, str], _AliasClock] = {}
         self._alias_guard = threading.Lock()
         self._refusals: dict[Key, _Refusal] = {}
+        # What the stable pods had counted when a canary started: (version, counts).
+        self._baselines: dict[Key, tuple[str, canary.Sample]] = {}
         self.clock = time.monotonic
 
     # -- registry ----------------------------------------------------------------------------
@@ -117,6 +121,7 @@ class Reconciler:
         with self._locks_guard:
             self._locks.pop(key, None)
             self._refusals.pop(key, None)
+            self._baselines.pop(key, None)
 
     def backing_off(self, key: Key, body: Mapping[str, Any] | None = None) -> bool:
         """True while a refused patch of this Deployment waits out its backoff (and the
@@ -189,6 +194,9 @@ class Reconciler:
             if action.kind in NEEDS_PODS:
                 pods = self.kube.pods(current)
                 action = plan.decide(current, lookup.target, lookup.ok, pods=pods)
+            elif action.kind is plan.Kind.CANARY_JUDGE:
+                observed = self._observe_canary(key, current)
+                action = plan.decide(current, lookup.target, lookup.ok, canary_observed=observed)
             return action
 
         def decide_again(current: Mapping[str, Any]) -> plan.Action:
@@ -207,7 +215,7 @@ class Reconciler:
             if body is None:
                 return gone
             action = decide_again(body)
-        elif action.kind in NEEDS_PODS:
+        elif action.kind in NEEDS_PODS or action.kind is plan.Kind.CANARY_JUDGE:
             action = decide(body)
         for _attempt in range(MAX_CONFLICT_RETRIES):
             if not action.patch:
@@ -242,6 +250,7 @@ class Reconciler:
 
         if action.patch:
             self._refusals.pop(key, None)
+        self._canary_objects(key, body, action)
         self._report(namespace, name, body, action, watched.model_name, watched.alias)
         return action
 
@@ -285,8 +294,71 @@ class Reconciler:
                 # Not lost: decide() re-tags while the alias points at the untagged version.
                 log.warning("%s: could not tag version %s yet: %s", where, action.version, exc)
 
+        if action.alias_back is not None:
+            alias, version = action.alias_back
+            try:
+                self.registry.move_alias(model, alias, version)
+                self.registry.tag(model, version, action.alias_tags)
+                log.warning("%s: moved alias %s back to version %s", where, alias, version)
+            except RegistryError as exc:
+                log.error("%s: could not move alias %s back to version %s: %s",
+                          where, alias, version, exc)  # fmt: skip
+
         if action.event is not None:
             self._emit(body, action.event)
+
+    # -- canaries ---------------------------------------------------------------------------
+
+    def _samples(self, pods: list[dict[str, Any]]) -> canary.Sample:
+        total = canary.Sample()
+        for pod in pods:
+            text = self.kube.scrape(pod)
+            if text is not None:
+                total = total + canary.parse_metrics(text)
+        return total
+
+    def _split(
+        self, body: Mapping[str, Any], version: str | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(canary pods, stable pods serving ``version``) among the Deployment's pods."""
+        canaries, stable = [], []
+        for pod in self.kube.raw_pods(body):
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            if canary.LABEL_CANARY_OF in labels:
+                canaries.append(pod)
+            elif version is not None and plan.pod_version(pod) == version:
+                stable.append(pod)
+        return canaries, stable
+
+    def _observe_canary(self, key: Key, body: Mapping[str, Any]) -> plan.CanaryObservation:
+        watched = plan.parse(body)
+        stable_version = watched.stable if watched else None
+        canaries, stable = self._split(body, stable_version)
+        views = []
+        for pod in canaries:
+            view = kube_pod_view(pod)
+            if not view.ready:
+                view = dataclasses.replace(view, ready_detail=self.kube.probe(pod))
+            views.append(view)
+        stable_now = self._samples(stable)
+        baseline = self._baselines.get(key)
+        if baseline is not None and baseline[0] == stable_version:
+            stable_now = stable_now - baseline[1]
+        return plan.CanaryObservation(views, self._samples(canaries), stable_now)
+
+    def _canary_objects(self, key: Key, body: Mapping[str, Any], action: plan.Action) -> None:
+        """Create or delete the canary Deployment as ``action`` says (after its record was
+        written); when a canary starts, note what the stable pods counted so far."""
+        namespace = key[0]
+        if action.canary_delete is not None:
+            self.kube.delete_deployment(namespace, action.canary_delete)
+            self._baselines.pop(key, None)
+        if action.canary_create is not None:
+            self.kube.create_deployment(action.canary_create)
+            watched = plan.parse(body)
+            if watched is not None and watched.stable is not None:
+                _, stable = self._split(body, watched.stable)
+                self._baselines[key] = (watched.stable, self._samples(stable))
 
     def _emit(self, body: Mapping[str, Any], event: plan.Event) -> None:
         meta = body.get("metadata") or {}

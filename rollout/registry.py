@@ -37,3 +37,12 @@ class Registry(CoreRegistry):
                     "cannot tag model %s version %s: it no longer exists", model_name, version
                 )
                 return
+
+    def move_alias(self, model_name: str, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version`` (a failed canary's way back, when configured)."""
+
+        def move() -> bool:
+            self.client.set_registered_model_alias(model_name, alias, version)
+            return True
+
+        self._call(move, f"moving alias {alias} of model {model_name} to version {version}")

@@ -232,6 +232,7 @@ class PodEndpoints:
 
     def __init__(self) -> None:
         self.answers: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.metrics: dict[str, str] = {}  # GET /metrics by version (default: empty)
         self.ports: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
 
@@ -244,8 +245,14 @@ class PodEndpoints:
             )
             return web.json_response(body, status=status)
 
+        async def metrics(request: web.Request) -> web.Response:
+            port = request.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+            version = next(v for v, p in self.ports.items() if p == port)
+            return web.Response(text=self.metrics.get(version, ""))
+
         app = web.Application()
         app.router.add_get("/healthz/ready", ready)
+        app.router.add_get("/metrics", metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         for version in self.VERSIONS:
@@ -315,6 +322,7 @@ class Cluster:
         *,
         ready: bool = True,
         unschedulable: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """A pod of the Deployment ``name`` running ``version``; its /healthz/ready answers as
         ``endpoints.answers[version]`` says (default: ready, serving it)."""
@@ -336,7 +344,10 @@ class Cluster:
         return {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"namespace": NAMESPACE, "labels": dict(template["metadata"]["labels"])},
+            "metadata": {
+                "namespace": NAMESPACE,
+                "labels": {**template["metadata"]["labels"], **(labels or {})},
+            },
             "spec": template["spec"],
             "status": status,
         }

@@ -282,8 +282,12 @@ async def test_progress_deadline_reverts_once_and_waits_for_the_alias(
     assert "mlkube.io/failed-model-version" not in annotations
     assert annotations["mlkube.io/rollout-status"] == "progressing"
 
-    # The requests the operator made are exactly what rollout.rbac grants the chart's Role.
-    assert used_permissions(cluster.operator_requests()) == rbac.permissions()
+    # The requests the operator made are what rollout.rbac grants the chart's Role (a canary's
+    # create and delete: test_a_failing_canary_...).
+    assert used_permissions(cluster.operator_requests()) == rbac.permissions() - {
+        ("apps", "deployments", "create"),
+        ("apps", "deployments", "delete"),
+    }
 
 
 async def test_an_unschedulable_pod_is_not_blamed_on_the_model(cluster, model, start_operator):
@@ -674,3 +678,75 @@ async def test_readiness_fails_while_the_api_server_is_unreachable(
             await asyncio.sleep(POLL_S)
     finally:
         await proxy.stop()
+
+
+def served(ok: int, errors: int, classes: dict[str, int]) -> str:
+    """The /metrics of a model server that answered these requests (service.metrics)."""
+    import numpy as np
+    from prometheus_client import generate_latest
+
+    from service.metrics import Metrics
+
+    metrics = Metrics()
+    for status, count in ((200, ok), (500, errors)):
+        for _ in range(count):
+            metrics.observe_request("/invocations", "POST", status, 0.004)
+    for label, count in classes.items():
+        metrics.count_predictions("x", np.array([label] * count))
+    return generate_latest(metrics.registry).decode()
+
+
+async def test_a_failing_canary_is_removed_tagged_and_moves_the_alias_back(
+    cluster, model, start_operator
+):
+    await model.set_alias("1")
+    body = cluster.deployment(NAME, model.name, version="1")
+    body["metadata"]["annotations"].update({
+        "mlkube.io/rollout-strategy": "canary",
+        "mlkube.io/canary-seconds": "2",
+        "mlkube.io/canary-move-alias-back": "true",
+    })  # fmt: skip
+    cluster.add(body)
+    cluster.set_pods(NAME, cluster.pod(NAME, "1"), cluster.pod(NAME, "1"))
+    cluster.endpoints.metrics["1"] = served(990, 10, {"setosa": 50, "versicolor": 50})
+    await start_operator(ROLLOUT_POLL_SECONDS=0.3)
+    await model.eventually_tagged("1", "succeeded")
+
+    await model.set_alias("2")
+    canary = f"{NAME}-canary"
+    await cluster.eventually(lambda: cluster.exists(canary), what="the canary Deployment")
+    made = cluster.get(canary)
+    assert made["spec"]["selector"] == body["spec"]["selector"]
+    assert "mlkube.io/model-name" not in made["metadata"]["labels"]
+    assert cluster.model_version(canary) == "2"
+    assert cluster.model_version(NAME) == "1"  # the main Deployment waits for the verdict
+    assert cluster.get(NAME)["metadata"]["annotations"]["mlkube.io/rollout-status"] == "canary"
+    # Its pod answers, with a quarter of its requests failing.
+    cluster.endpoints.metrics["2"] = served(150, 50, {"setosa": 100, "versicolor": 100})
+    cluster.set_pods(NAME, cluster.pod(NAME, "1"), cluster.pod(NAME, "1"),
+                     cluster.pod(NAME, "2", labels={"mlkube.io/canary-of": NAME}))  # fmt: skip
+
+    await cluster.eventually(lambda: not cluster.exists(canary), what="the canary removed")
+    await model.eventually_tagged("2", "failed")
+    reason = await asyncio.to_thread(model.client.get_model_version, model.name, "2")
+    assert "error rate 25.00%" in reason.tags[f"mlkube.rollout.reason/serving/{NAME}"]
+    assert cluster.model_version(NAME) == "1"
+    await cluster.eventually(lambda: "ModelCanaryFailed" in cluster.event_reasons(NAME))
+    [failed] = [e for e in cluster.events(NAME) if e["reason"] == "ModelCanaryFailed"]
+    assert failed["type"] == "Warning"
+    assert "error rate 25.00%" in failed["message"]
+    # The alias is back on the version the pods serve: the record settles there.
+    await cluster.eventually(
+        lambda: (
+            cluster.get(NAME)["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
+        ),
+        what="settled back on version 1",
+    )
+    assert "mlkube.io/failed-model-version" not in cluster.get(NAME)["metadata"]["annotations"]
+    alias = await asyncio.to_thread(
+        model.client.get_model_version_by_alias, model.name, "production"
+    )
+    assert alias.version == "1"
+    assert "moved back here from version 2" in alias.tags[
+        f"mlkube.rollout.alias-restored/serving/{NAME}"]  # fmt: skip
+    assert used_permissions(cluster.operator_requests()) == rbac.permissions()

@@ -317,6 +317,7 @@ def test_alias_moved_back_by_hand_drops_the_failure_marker() -> None:
     assert action.kind is Kind.FORGET
     after = apply(body, action)
     assert "mlkube.io/failed-model-version" not in after["metadata"]["annotations"]
+    assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
     assert after["spec"] == body["spec"]
 
 

@@ -108,6 +108,8 @@ def test_rbac_rules_are_minimal_and_explicit() -> None:
         ("apps", "deployments", "list"),
         ("apps", "deployments", "watch"),
         ("apps", "deployments", "patch"),
+        ("apps", "deployments", "create"),  # the canary Deployment
+        ("apps", "deployments", "delete"),
         ("", "events", "create"),
         ("", "pods", "list"),
     }
