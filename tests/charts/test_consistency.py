@@ -391,6 +391,12 @@ def test_a_pinned_model_version_holds_off_the_operator(rendered: Rendered) -> No
         assert names.ENV_MODEL_VERSION not in env
         assert names.ANNOTATION_ROLLOUT_HOLD not in annotations
     assert deploy["spec"]["minReadySeconds"] == rendered.values["serving"]["minReadySeconds"] > 0
+    strategy = rendered.values["serving"]["rolloutStrategy"]
+    assert annotations["mlkube.io/rollout-strategy"] == strategy
+    if strategy == "canary":
+        assert annotations["mlkube.io/canary-seconds"] == str(
+            rendered.values["serving"]["canarySeconds"]
+        )
 
 
 def test_operator_readiness_follows_the_api_server(rendered: Rendered) -> None:

@@ -3,10 +3,11 @@ Exactly what the operator calls (rollout.rbac.REQUIRED_RULES; tests/charts compa
 */}}
 {{- define "mlkube.rollout.rules" -}}
 # kopf lists and watches the labelled serving Deployments; the operator re-reads one before a
-# write and patches its pod template (never update, create or delete).
+# write and patches its pod template (never update). It creates and deletes only the
+# `<name>-canary` Deployment of a canary rollout.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "create", "delete"]
 # Rollout started/succeeded/failed Events on those Deployments. kopf itself posts none: it runs
 # standalone (no peering objects) without namespace or CRD scanning.
 - apiGroups: [""]
