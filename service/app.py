@@ -93,12 +93,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # swaps: a full collection would pause requests in flight.
             gc.collect()
             gc.freeze()
+        gc.enable()  # `python -m service` starts with it off (see service.__main__)
+
+    def on_failed(message: str) -> None:
+        metrics.model_load_failed(message)
+        gc.enable()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await predictor.start()
         loader = asyncio.create_task(
-            keep_loaded(store, settings, on_loaded, metrics.model_load_failed), name="model-loader"
+            keep_loaded(store, settings, on_loaded, on_failed), name="model-loader"
         )
         log.info("serving %s (batching %s)", settings.model_uri_description,
                  "on" if settings.batching else "off")  # fmt: skip

@@ -3,6 +3,7 @@ metrics and OpenAPI. MLflow is unreachable here; a model is put in the store by 
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -58,6 +59,22 @@ def test_registry_down_live_but_not_ready(client: TestClient) -> None:
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/model").status_code == 503
     assert 'mlkube_serve_model_loads_total{result="failure"}' in client.get("/metrics").text
+
+
+def test_the_collector_is_back_on_once_the_first_load_has_failed() -> None:
+    """`python -m service` starts with the cyclic collector off (start-up is imports); the first
+    load attempt turns it back on even when it fails, or a registry outage at start would
+    collect no cycles for as long as it lasts."""
+    gc.disable()
+    try:
+        with TestClient(create_app(settings())) as c:
+            deadline = time.monotonic() + 30
+            while not c.get("/healthz/ready").json()["last_error"]:
+                assert time.monotonic() < deadline, "the first load attempt never failed"
+                time.sleep(0.05)
+            assert gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_predict_with_a_model(loaded: TestClient) -> None:
