@@ -66,6 +66,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     """KubernetesEmulator + optimistic concurrency and generations for Deployments."""
 
     inject_conflicts: int = 0  # answer the operator's next N Deployment patches with 409
+    # Answer the operator's Deployment patches with 403, as a denying admission webhook does.
+    deny_patches: str | None = None
     # Writes by someone else, each applied just before the operator's next Deployment patch
     # reaches the store: the operator's patch then meets an object it did not read.
     concurrent_edits: list[Callable[[dict[str, Any]], None]] = attrs.field(factory=list)
@@ -93,6 +95,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     def _version(self, request: kmock.Request, old: dict[str, Any]) -> None:
         old_meta = old.get("metadata", {})
         agent = request.headers.get("User-Agent", "")
+        if self.deny_patches and agent.startswith(OPERATOR_AGENTS):
+            raise kmock.KubernetesError(403, "Forbidden", self.deny_patches)
         if self.inject_conflicts and agent.startswith(OPERATOR_AGENTS):
             self.inject_conflicts -= 1
             raise kmock.KubernetesError(409, "Conflict", "the object has been modified (test)")

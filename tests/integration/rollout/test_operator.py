@@ -750,3 +750,26 @@ async def test_a_failing_canary_is_removed_tagged_and_moves_the_alias_back(
     assert "moved back here from version 2" in alias.tags[
         f"mlkube.rollout.alias-restored/serving/{NAME}"]  # fmt: skip
     assert used_permissions(cluster.operator_requests()) == rbac.permissions()
+
+
+async def test_a_denied_patch_is_a_warning_event_and_backs_off(cluster, model, start_operator):
+    await model.set_alias("1")
+    cluster.add(cluster.deployment(NAME, model.name, version="1"))
+    operator = await start_operator(ROLLOUT_POLL_SECONDS=0.3)
+    await model.eventually_tagged("1", "succeeded")
+    denial = 'admission webhook "freeze.example.com" denied the request: change freeze'
+    cluster.api.deny_patches = denial
+    await model.set_alias("2")
+    await cluster.eventually(lambda: "ModelRolloutPatchDenied" in cluster.event_reasons(NAME))
+    [event] = [e for e in cluster.events(NAME) if e["reason"] == "ModelRolloutPatchDenied"]
+    assert event["type"] == "Warning"
+    assert "change freeze" in event["message"]
+    # Polls go on; the same patch is not sent again before the backoff (30 s) ends.
+    await operator.polls(5)
+    assert len(cluster.deployment_patches(NAME)) == 1
+    assert operator.metric("mlkube_rollout_patch_refusals_total", action="roll") == 1
+    assert cluster.model_version(NAME) == "1"
+    # The Deployment changes (someone lifts the freeze and edits it): tried again at once.
+    cluster.api.deny_patches = None
+    await cluster.patch(NAME, {"metadata": {"annotations": {"freeze": "lifted"}}})
+    await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
