@@ -19,8 +19,9 @@ What kopf does here, and what it does not (so that a no-op writes nothing and RB
   ours, not a ``@kopf.timer``, precisely because timers add a finalizer to every Deployment);
 - standalone (no peering objects), no namespace/CRD scanning, no kopf Events.
 
-So the API calls are: list+watch Deployments (kopf), get+patch Deployments and create Events
-(ours). ``rollout.rbac.RULES`` says the same for the chart.
+So the API calls are: list+watch Deployments (kopf, with a label selector), list Deployments
+(the poll), get+patch Deployments, create+delete a canary Deployment, list pods and create
+Events (ours). ``rollout.rbac.RULES`` says the same for the chart.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ and the periodic fresh read (as client-go's workqueue is).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,6 +120,8 @@ class WorkQueue(Generic[K]):
             self._last_start[key] = self._clock()
             try:
                 await self._handle(item)
+            except Exception:  # a worker must outlive any one reconcile
+                log.exception("reconcile of %s failed", key)
             finally:
                 self._processing.discard(key)
                 for waiter in item.waiters:
