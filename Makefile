@@ -48,7 +48,7 @@ up: venv ## Run MLflow, one training run and the model server on this machine (C
 		--timeout $(UP_TIMEOUT)
 
 .PHONY: test
-test: venv tools lint ## Run every test: lint, unit, integration (real MLflow + uvicorn), charts, containers
+test: venv tools lint ## Run every test: lint, unit, integration (real MLflow + uvicorn), charts, containers, cluster
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Development
@@ -81,6 +81,10 @@ test-charts: venv tools ## Chart checks: helm lint/template of every values file
 test-containers: venv tools ## Build the four images and run them as the chart runs them (Docker or Podman)
 	$(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
+.PHONY: test-cluster
+test-cluster: venv tools ## A real Kubernetes here (hack/cluster, root), mlkube deployed on it by ENV=local, its e2e
+	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
+
 .PHONY: test-flaky
 test-flaky: venv ## Run the integration tests FLAKY_COUNT (3) times over with every core kept busy
 	scripts/with-cpu-load.sh $(PY) -m pytest tests/integration -p no:cacheprovider \
@@ -92,7 +96,7 @@ lint: venv tools ## ruff, mypy --strict, actionlint (with shellcheck) and shellc
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(BIN)/actionlint -no-color
-	$(BIN)/shellcheck .ci/run scripts/*.sh images/*.sh
+	$(BIN)/shellcheck -x .ci/run scripts/*.sh images/*.sh hack/cluster/build.sh
 
 .PHONY: fmt
 fmt: venv ## Format the code with ruff
@@ -104,11 +108,15 @@ bench: venv ## Benchmark the model server against `mlflow models serve` and a ba
 	@command -v wrk >/dev/null || { echo "wrk is missing: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)"; exit 1; }
 	$(PY) -m bench.serve
 
+.PHONY: bench-cluster
+bench-cluster: venv tools ## Figures of the local cluster: cold/warm start, deploy, e2e, rollout time by webhook and by poll (root)
+	$(PY) -m bench.cluster
+
 .PHONY: clean
 clean: ## Remove the local state (.mlkube), caches and the venv
 	rm -rf .mlkube .pytest_cache .mypy_cache .ruff_cache $(VENV)
 
-##@ Deployment (ENV=kind, the default: a local kind cluster; ENV=eks: the current kube-context)
+##@ Deployment (ENV=kind, the default: a local kind cluster; ENV=local: the host-process cluster of hack/cluster; ENV=eks: the current kube-context)
 
 DEPLOY = $(PY) -m mlkube.deploy
 DEPLOY_ARGS = --env $(ENV) --cluster $(KIND_CLUSTER) --namespace $(NAMESPACE) --release $(RELEASE)
@@ -142,7 +150,7 @@ e2e: venv ## End-to-end test of the deployment: predict, promote, rollout under 
 	$(DEPLOY) e2e $(DEPLOY_ARGS)
 
 .PHONY: destroy
-destroy: venv ## Delete the kind cluster (ENV=eks: helm uninstall, needs YES=1)
+destroy: venv ## Delete the kind cluster (ENV=local: stop the local cluster; ENV=eks: helm uninstall, needs YES=1)
 	$(DEPLOY) destroy $(DEPLOY_ARGS) $(if $(YES),--yes)
 
 ##@ Dependencies

@@ -43,3 +43,12 @@ IMAGE_BUILD_S = 3600.0 * SCALE
 # training, the server, MLflow again); pyproject.toml's 300 s suits the rest. Under load such a
 # test took 236 s of those 300.
 SLOW_TEST_S = 600.0 * SCALE
+
+# The local cluster (tests/cluster): `hack/cluster/cluster.py up` from an empty cache builds
+# Kubernetes, etcd, containerd, CoreDNS and Traefik from source first (about 40 minutes on 2
+# busy cores; seconds when built); `mlkube.deploy deploy --env local` builds the four images and
+# installs the chart (its own waits are bounded by --timeout per rollout); a rollout of the
+# serving Deployment, a training Job, a rollback after a failed version.
+CLUSTER_UP_S = 3 * 3600.0 * SCALE
+CLUSTER_DEPLOY_S = 3600.0 * SCALE
+CLUSTER_ROLLOUT_S = 600.0 * SCALE

@@ -17,7 +17,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=hack/cluster/versions.env
 . "$HERE/versions.env"
 
 FORCE=0
@@ -101,7 +101,7 @@ build_etcd() {
 # its own main module (honours its go.sum), into $BIN.
 go_install() {
     local target=$1; shift
-    GOFLAGS= GOBIN="$BIN" "${NICE[@]}" "$GO" install -v -trimpath "$@" "$target"
+    GOFLAGS="" GOBIN="$BIN" "${NICE[@]}" "$GO" install -v -trimpath "$@" "$target"
 }
 
 build_containerd() {
@@ -117,7 +117,7 @@ build_containerd() {
 build_cni() {
     mkdir -p "$DIR/cni"
     for p in main/bridge main/loopback ipam/host-local meta/portmap; do
-        GOFLAGS= GOBIN="$DIR/cni" "${NICE[@]}" "$GO" install -v -trimpath -ldflags="$LDFLAGS_COMMON" \
+        GOFLAGS="" GOBIN="$DIR/cni" "${NICE[@]}" "$GO" install -v -trimpath -ldflags="$LDFLAGS_COMMON" \
             "github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION"
     done
     ls -l "$DIR/cni"
@@ -133,8 +133,10 @@ build_crictl() {
 }
 
 build_coredns() {
-    go_install "github.com/coredns/coredns@$COREDNS_VERSION" -ldflags="$LDFLAGS_COMMON"
-    "$BIN/coredns" -version
+    cd "$HERE/src/coredns"
+    grep -q "github.com/coredns/coredns $COREDNS_VERSION" go.mod || { echo "src/coredns/go.mod does not pin coredns $COREDNS_VERSION"; return 1; }
+    GOFLAGS=-mod=mod "${NICE[@]}" "$GO" build -v -trimpath -ldflags="$LDFLAGS_COMMON" -o "$BIN/coredns" .
+    "$BIN/coredns" -plugins
 }
 
 build_kwok() {
@@ -152,17 +154,28 @@ build_traefik() {
     "$BIN/traefik" version
 }
 
-build_pause() {
-    local work
+# static_image SRC IMAGE TAR: the static Go program in src/SRC packed FROM scratch
+# with podman (src/SRC/Containerfile), saved as IMAGES/TAR for `ctr images import`.
+static_image() {
+    local src=$1 image=$2 tar=$3 work
     work="$(mktemp -d)"
-    cd "$HERE/src/pause"
-    "$GO" build -trimpath -ldflags="$LDFLAGS_COMMON" -o "$work/pause" .
+    cd "$HERE/src/$src"
+    "$GO" build -trimpath -ldflags="$LDFLAGS_COMMON" -o "$work/$src" .
     cp Containerfile "$work/"
-    podman build --network=none -q -t "$PAUSE_IMAGE" "$work"
-    rm -f "$IMAGES/pause.tar"
-    podman save --format docker-archive -o "$IMAGES/pause.tar" "$PAUSE_IMAGE"
+    podman build --network=none -q -t "$image" "$work"
+    rm -f "$IMAGES/$tar"
+    podman save --format docker-archive -o "$IMAGES/$tar" "$image"
     rm -rf "$work"
-    ls -l "$IMAGES/pause.tar"
+    ls -l "$IMAGES/$tar"
+}
+
+build_pause() { static_image pause "$PAUSE_IMAGE" pause.tar; }
+
+build_local_path_helper() { static_image local-path-helper "$LOCAL_PATH_HELPER_IMAGE" local-path-helper.tar; }
+
+build_local_path() {
+    go_install "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION" -ldflags="$LDFLAGS_COMMON"
+    "$BIN/local-path-provisioner" --version
 }
 
 say "cache: $DIR"
@@ -172,12 +185,18 @@ build_step etcd "$ETCD_VERSION" "$(inputs_hash build_etcd "$HERE/src/etcd/go.mod
 build_step containerd "$CONTAINERD_VERSION" "$(inputs_hash build_containerd)" build_containerd
 build_step cni-plugins "$CNI_PLUGINS_VERSION" "$(inputs_hash build_cni)" build_cni
 build_step crictl "$CRICTL_VERSION" "$(inputs_hash build_crictl)" build_crictl
-build_step coredns "$COREDNS_VERSION" "$(inputs_hash build_coredns)" build_coredns
+build_step coredns "$COREDNS_VERSION" \
+    "$(inputs_hash build_coredns "$HERE/src/coredns/go.mod" "$HERE/src/coredns/go.sum" "$HERE/src/coredns/main.go")" \
+    build_coredns
 if [[ "${MLKUBE_CLUSTER_KWOK:-1}" == 1 ]]; then
     build_step kwok "$KWOK_VERSION" "$(inputs_hash build_kwok)" build_kwok
 fi
 if [[ "${MLKUBE_CLUSTER_INGRESS:-1}" == 1 ]]; then
     build_step traefik "$TRAEFIK_VERSION" "$(inputs_hash build_traefik "$HERE/src/traefik/go.mod" "$HERE/src/traefik/go.sum")" build_traefik
 fi
+build_step local-path "$LOCAL_PATH_VERSION" "$(inputs_hash build_local_path)" build_local_path
 build_step pause "$PAUSE_IMAGE" "$(inputs_hash build_pause "$HERE/src/pause/main.go" "$HERE/src/pause/Containerfile")" build_pause
-say "done: $(ls "$BIN" | tr '\n' ' ')"
+build_step local-path-helper "$LOCAL_PATH_HELPER_IMAGE" \
+    "$(inputs_hash build_local_path_helper "$HERE/src/local-path-helper/main.go" "$HERE/src/local-path-helper/Containerfile")" \
+    build_local_path_helper
+say "done: $(cd "$BIN" && echo *)"

@@ -63,6 +63,7 @@ def _versions() -> dict[str, str]:
 V = _versions()
 K8S_VERSION = V["K8S_VERSION"]
 PAUSE_IMAGE = V["PAUSE_IMAGE"]
+LOCAL_PATH_HELPER_IMAGE = V["LOCAL_PATH_HELPER_IMAGE"]
 CACHE = Path(os.environ.get("MLKUBE_CLUSTER_CACHE", "/var/cache/mlkube-cluster")) / K8S_VERSION
 BIN = CACHE / "bin"
 CNI_BIN = CACHE / "cni"
@@ -71,6 +72,9 @@ RUN = STATE / "run"
 LOGS = STATE / "logs"
 PKI = STATE / "pki"
 KUBECONFIG = STATE / "kubeconfig"
+CONTEXT = "mlkube-local"  # the kube-context of every kubeconfig written here
+# Where local-path-provisioner keeps the PersistentVolumes' data (removed by `down`).
+VOLUMES = STATE / "volumes"
 NODE_MODE = os.environ.get("MLKUBE_CLUSTER_NODE", "real")
 NODE_NAME = os.environ.get("MLKUBE_CLUSTER_NODE_NAME", "mlkube-node")
 POD_CIDR = ipaddress.ip_network(os.environ.get("MLKUBE_CLUSTER_POD_CIDR", "10.244.0.0/24"))
@@ -401,13 +405,14 @@ def make_pki() -> None:
     make_cert("kube-proxy", "system:kube-proxy")
     make_cert("coredns", "mlkube:coredns")
     make_cert("kwok", "mlkube:kwok", "system:masters")
+    make_cert("local-path", "mlkube:local-path")
 
 
 def write_kubeconfig(path: Path, user: str) -> None:
     path.write_text(f"""apiVersion: v1
 kind: Config
 clusters:
-- name: mlkube
+- name: {CONTEXT}
   cluster:
     server: {API_URL}
     certificate-authority: {PKI / "ca.crt"}
@@ -417,9 +422,9 @@ users:
     client-certificate: {PKI / (user + ".crt")}
     client-key: {PKI / (user + ".key")}
 contexts:
-- name: mlkube
-  context: {{cluster: mlkube, user: {user}}}
-current-context: mlkube
+- name: {CONTEXT}
+  context: {{cluster: {CONTEXT}, user: {user}}}
+current-context: {CONTEXT}
 """)
     os.chmod(path, 0o600)
 
@@ -730,11 +735,13 @@ def start_containerd() -> None:
         60,
         f"serving on {CONTAINERD_SOCK}",
     )
-    pause = CACHE / "images" / "pause.tar"
-    if PAUSE_IMAGE not in ctr("images", "ls", "-q").stdout.split():
-        t = time.monotonic()
-        ctr("images", "import", str(pause))
-        say(f"containerd: imported sandbox image {PAUSE_IMAGE} ({time.monotonic() - t:.1f}s)")
+    have = ctr("images", "ls", "-q").stdout.split()
+    node_images = {PAUSE_IMAGE: "pause.tar", LOCAL_PATH_HELPER_IMAGE: "local-path-helper.tar"}
+    for image, tar in node_images.items():
+        if image not in have:
+            t = time.monotonic()
+            ctr("images", "import", str(CACHE / "images" / tar))
+            say(f"containerd: imported {image} ({time.monotonic() - t:.1f}s)")
 
 
 def kubelet_config() -> str:
@@ -932,7 +939,7 @@ def start_coredns() -> None:
     bind {NODE_IP}
     errors
     kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        kubeconfig {kc} mlkube
+        kubeconfig {kc} {CONTEXT}
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
         ttl 5
@@ -1027,6 +1034,121 @@ def start_traefik() -> None:
     )
 
 
+# local-path-provisioner, as kind runs it: dynamic hostPath volumes under VOLUMES for
+# the default StorageClass "standard" (the name kind gives it, so the same values
+# files work on both). Its RBAC is upstream's deploy/local-path-storage.yaml, bound
+# to the provisioner's client certificate; the helper pods it starts to create and
+# delete a volume's directory run under the namespace's ServiceAccount.
+LOCAL_PATH_MANIFEST = """apiVersion: v1
+kind: Namespace
+metadata: {name: local-path-storage}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: local-path-provisioner-service-account, namespace: local-path-storage}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "mlkube:local-path"}
+rules:
+- apiGroups: [""]
+  resources: [nodes, persistentvolumeclaims, configmaps, pods, pods/log]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [persistentvolumes]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "mlkube:local-path"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mlkube:local-path"}
+subjects:
+- {kind: User, name: "mlkube:local-path", apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: "mlkube:local-path", namespace: local-path-storage}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, create, patch, update, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: "mlkube:local-path", namespace: local-path-storage}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: "mlkube:local-path"}
+subjects:
+- {kind: User, name: "mlkube:local-path", apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: rancher.io/local-path
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+"""
+
+
+def start_local_path() -> None:
+    apply(LOCAL_PATH_MANIFEST)
+    VOLUMES.mkdir(parents=True, exist_ok=True)
+    config = STATE / "local-path.json"
+    config.write_text(
+        json.dumps(
+            {
+                "nodePathMap": [
+                    {"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(VOLUMES)]}
+                ],
+                # the binary of src/local-path-helper (its Containerfile puts it there)
+                "setupCommand": "/local-path-helper",
+                "teardownCommand": "/local-path-helper",
+            }
+        )
+    )
+    pod = STATE / "local-path-helper-pod.yaml"
+    pod.write_text(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: helper-pod}}
+spec:
+  containers:
+  - name: helper-pod
+    image: {LOCAL_PATH_HELPER_IMAGE}
+    imagePullPolicy: Never
+""")
+    # Out of the cluster it logs "failed to save helper-pod-... logs: unable to load in-cluster
+    # configuration" after each volume: only copying the helper pod's log into its own fails.
+    start(
+        "local-path-provisioner",
+        [
+            BIN / "local-path-provisioner",
+            "start",
+            f"--kubeconfig={_component_kubeconfig('local-path')}",
+            f"--config={config}",
+            f"--helper-pod-file={pod}",
+            "--namespace=local-path-storage",
+            "--provisioner-name=rancher.io/local-path",
+            "--service-account-name=local-path-provisioner-service-account",
+        ],
+    )
+    wait_for(
+        "local-path-provisioner",
+        lambda: (
+            "Starting provisioner controller" in log_tail("local-path-provisioner", 200)
+            or "Started provisioner controller" in log_tail("local-path-provisioner", 200)
+        ),
+        60,
+        'provisioning volumes of StorageClass "standard"',
+    )
+
+
 def start_kwok() -> None:
     kc = _component_kubeconfig("kwok")
     start(
@@ -1103,6 +1225,7 @@ def cmd_up(args) -> None:
         start_kube_proxy()
         wait_for("kubelet", node_ready, 120, f"node {NODE_NAME} Ready")
         start_coredns()
+        start_local_path()
         if (BIN / "traefik").exists():
             start_traefik()
         else:
@@ -1155,6 +1278,7 @@ def image_refs() -> list[str]:
 def cmd_images(args) -> None:
     """Import the mlkube images into the node's containerd (namespace k8s.io).
     Archives are cached by image ID, so an unchanged image is not re-saved."""
+    engine = getattr(args, "engine", "podman")
     refs = getattr(args, "refs", None) or image_refs()
     cache = CACHE / "images" / "mlkube"
     cache.mkdir(parents=True, exist_ok=True)
@@ -1172,14 +1296,15 @@ def cmd_images(args) -> None:
     }
     for ref in refs:
         t = time.monotonic()
-        image_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", ref]).stdout.strip()
+        image_id = run([engine, "image", "inspect", "--format", "{{.Id}}", ref]).stdout.strip()
         if not image_id:
-            raise ClusterError(f"podman has no image {ref}")
+            raise ClusterError(f"{engine} has no image {ref}")
         tar = cache / f"{image_id[:20]}.tar"
         if not tar.exists():
             tmp = tar.with_suffix(".tmp")
             tmp.unlink(missing_ok=True)
-            run(["podman", "save", "--format", "docker-archive", "-o", str(tmp), ref], timeout=900)
+            fmt = ["--format", "docker-archive"] if engine == "podman" else []
+            run([engine, "save", *fmt, "-o", str(tmp), ref], timeout=900)
             tmp.rename(tar)
             for old in cache.glob("*.tar"):
                 if old != tar and old.stat().st_mtime < tar.stat().st_mtime - 7 * 86400:
@@ -1315,6 +1440,7 @@ def cmd_down(args) -> None:
             run([*crictl, "rmp", "-f", *pods], check=False, timeout=120)
     for name in (
         "traefik",
+        "local-path-provisioner",
         "coredns",
         "kube-proxy",
         "kwok",
@@ -1418,7 +1544,13 @@ def main() -> int:
     down.set_defaults(fn=cmd_down)
     sub.add_parser("status").set_defaults(fn=cmd_status)
     im = sub.add_parser("images")
-    im.add_argument("refs", nargs="*", help="podman image refs (default: the four mlkube images)")
+    im.add_argument("refs", nargs="*", help="image refs (default: the four mlkube images)")
+    im.add_argument(
+        "--engine",
+        choices=("podman", "docker"),
+        default="podman",
+        help="the engine whose images are imported (default podman)",
+    )
     im.set_defaults(fn=cmd_images)
     sub.add_parser("build").set_defaults(fn=lambda a: ensure_built())
     args = ap.parse_args()

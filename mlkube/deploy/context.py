@@ -96,8 +96,14 @@ class Ctx:
 
     @property
     def make_env(self) -> str:
-        """What to append to a `make` command so it targets the same place."""
-        return "" if self.opts.env == "kind" else f" ENV={self.opts.env}"
+        """What to append to a `make` command so it targets the same place: the target, and the
+        namespace and release when they are not the defaults."""
+        words = [] if self.opts.env == "kind" else [f"ENV={self.opts.env}"]
+        if self.opts.namespace != "mlkube":
+            words.append(f"NAMESPACE={self.opts.namespace}")
+        if self.opts.release != "mlkube":
+            words.append(f"RELEASE={self.opts.release}")
+        return "".join(f" {word}" for word in words)
 
 
 def wait_for(

@@ -12,13 +12,15 @@ from mlkube.deploy.shell import StepFailed
 
 def summary(ctx: Ctx) -> None:
     env = ctx.make_env
+    # `make train` trains on the cluster only when ENV is on its command line, kind included.
+    train = env if "ENV=" in env else f" ENV={ctx.opts.env}{env}"
     url = ctx.state.ingress.url or "<ingress address>"
     ctx.console.text(
         f"\nmlkube is up in namespace {ctx.opts.namespace} (kube-context {ctx.context}).\n"
         f"  MLflow UI:    make ui{env}          then open http://127.0.0.1:{ctx.opts.port}\n"
         f"  Predict:      make predict{env}\n"
         f"                {curl_example(url, ctx.state.ingress.headers)}\n"
-        f"  Train again:  make train ENV={ctx.opts.env}\n"
+        f"  Train again:  make train{train}\n"
         f"  Status:       make status{env}\n"
         f"  Remove:       make destroy{env}"
     )

@@ -144,10 +144,22 @@ def first_run_hook(values: Mapping[str, Any]) -> bool:
 
 def first_training(ctx: Ctx) -> None:
     if ctx.state.release.revision == 1 and first_run_hook(ctx.state.release.values):
+        # Its name follows the chart's fullname (and any override): found, not guessed.
+        hooks = [
+            objects.name_of(job)
+            for job in objects.items(
+                ctx, "job", objects.release_selector(ctx.opts.release, "training")
+            )
+            if objects.name_of(job).endswith("-training-first-run")
+        ]
+        job = (
+            f"job/{hooks[0]}"
+            if hooks
+            else f"-l {objects.release_selector(ctx.opts.release, 'training')}"
+        )
         ctx.console.info(
             "the chart's post-install hook trained once already: skipped "
-            f"(kubectl --context {ctx.context} -n {ctx.opts.namespace} logs "
-            f"job/{ctx.opts.release}-training-first-run)"
+            f"(kubectl --context {ctx.context} -n {ctx.opts.namespace} logs {job})"
         )
         return
     serving = objects.serving_deployment(ctx)

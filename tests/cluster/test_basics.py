@@ -1,83 +1,48 @@
-"""Checks against the local cluster of hack/cluster (`make cluster-up`).
-
-Skipped unless that cluster is up (its kubeconfig exists and the API answers), so
-`make test` stays fast where no cluster runs. With one:
-
-    make cluster-up && .venv/bin/python -m pytest tests/cluster -q && make cluster-down
-
-What they show: the control plane (RBAC, ServiceAccount tokens, the Deployment
-controller's rollouts), a real kubelet running the mlkube-serve image imported
-from podman, and Service DNS from inside a pod.
+"""The local cluster itself (hack/cluster), before mlkube is on it: the control plane (RBAC,
+ServiceAccount tokens, the Deployment controller's rollouts), a real kubelet running an mlkube
+image imported from the engine, Service DNS from inside a pod, and the Ingress controller.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-STATE = Path(os.environ.get("MLKUBE_CLUSTER_STATE", "/var/tmp/mlkube-cluster"))
-KUBECONFIG = STATE / "kubeconfig"
-REPO = Path(__file__).resolve().parents[2]
-KUBECTL = shutil.which("kubectl", path=f"{REPO / 'bin'}:{os.environ.get('PATH', '')}")
+from tests.cluster.conftest import Deployed
+from tests.cluster.kube import eventually, http, kubectl
+from tests.timeouts import EVENTUAL_S
 
-
-def _kubectl(
-    *args: str, check: bool = True, timeout: float = 120, input: str | None = None
-) -> subprocess.CompletedProcess:
-    assert KUBECTL
-    p = subprocess.run(
-        [KUBECTL, f"--kubeconfig={KUBECONFIG}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {p.stderr}")
-    return p
-
-
-def _cluster_up() -> bool:
-    if not KUBECONFIG.exists() or not KUBECTL:
-        return False
-    try:
-        return _kubectl("get", "--raw=/readyz", check=False, timeout=10).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _cluster_up(), reason="no local cluster (make cluster-up)")
-
-
-def _node() -> dict:
-    return json.loads(_kubectl("get", "nodes", "-o", "json").stdout)["items"][0]
-
-
-def _real_node() -> bool:
-    return _node()["metadata"].get("labels", {}).get("type") != "kwok"
+_kubectl = kubectl
 
 
 @pytest.fixture
-def namespace():
+def namespace(cluster: Path) -> Iterator[str]:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     _kubectl("create", "namespace", ns)
     yield ns
     _kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def test_node_is_ready():
+@pytest.fixture
+def serve_image(deployed: Deployed) -> str:
+    return deployed.serve_image
+
+
+def _node() -> dict[str, Any]:
+    return json.loads(_kubectl("get", "nodes", "-o", "json").stdout)["items"][0]
+
+
+def test_node_is_ready(cluster: Path) -> None:
     conds = {c["type"]: c["status"] for c in _node()["status"]["conditions"]}
     assert conds.get("Ready") == "True", conds
 
 
-def test_rbac_denies_a_service_account_by_default(namespace):
+def test_rbac_denies_a_service_account_by_default(namespace: str) -> None:
     p = _kubectl(
         "auth",
         "can-i",
@@ -111,12 +76,9 @@ def test_rbac_denies_a_service_account_by_default(namespace):
     assert p.stdout.strip() == "yes"
 
 
-def test_service_account_token_is_issued(namespace):
+def test_service_account_token_is_issued(namespace: str) -> None:
     token = _kubectl("create", "token", "default", "-n", namespace).stdout.strip()
     assert token.count(".") == 2
-
-
-SERVE = os.environ.get("MLKUBE_CLUSTER_SERVE_IMAGE", "localhost/mlkube-serve:0.1.0")
 
 
 def _deployment(name: str, image: str, replicas: int = 1) -> str:
@@ -153,8 +115,8 @@ spec:
 """
 
 
-def test_deployment_rollout(namespace):
-    _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", SERVE))
+def test_deployment_rollout(namespace: str, serve_image: str) -> None:
+    _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", serve_image))
     _kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=180s", timeout=200)
     rs = json.loads(_kubectl("get", "rs", "-n", namespace, "-o", "json").stdout)["items"]
     assert len(rs) == 1
@@ -169,10 +131,8 @@ def _exec_python(namespace: str, pod: str, code: str) -> str:
     return _kubectl("exec", "-n", namespace, pod, "--", "python", "-c", code, timeout=60).stdout
 
 
-def test_pod_resolves_and_reaches_a_service(namespace):
-    if not _real_node():
-        pytest.skip("fake (kwok) node: no containers run")
-    _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", SERVE))
+def test_pod_resolves_and_reaches_a_service(namespace: str, serve_image: str) -> None:
+    _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", serve_image))
     _kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=180s", timeout=200)
     pod = _kubectl(
         "get", "pods", "-n", namespace, "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"
@@ -180,15 +140,12 @@ def test_pod_resolves_and_reaches_a_service(namespace):
     svc_ip = _kubectl(
         "get", "svc", "web", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}"
     ).stdout
-    deadline = time.monotonic() + 30
-    while True:
-        out = _exec_python(
-            namespace, pod, "import socket; print(socket.gethostbyname('web'))"
-        ).strip()
-        if out == svc_ip or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert out == svc_ip
+    resolve = "import socket; print(socket.gethostbyname('web'))"
+    eventually(
+        lambda: _exec_python(namespace, pod, resolve).strip() == svc_ip,
+        EVENTUAL_S,
+        f"'web' resolves to the Service's address {svc_ip} in the pod",
+    )
     body = _exec_python(
         namespace,
         pod,
@@ -206,14 +163,8 @@ def test_pod_resolves_and_reaches_a_service(namespace):
     assert _exec_python(namespace, pod, code).strip() == "200"
 
 
-def test_ingress_routes_to_the_service(namespace):
-    if not _real_node():
-        pytest.skip("fake (kwok) node: no containers run")
-    if _kubectl("get", "ingressclass", "traefik", check=False).returncode != 0:
-        pytest.skip("no Ingress controller (Traefik not built)")
-    import urllib.request
-
-    _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", SERVE))
+def test_ingress_routes_to_the_service(namespace: str, serve_image: str) -> None:
+    _kubectl("apply", "-n", namespace, "-f", "-", input=_deployment("web", serve_image))
     host = f"{namespace}.mlkube.test"
     _kubectl(
         "apply",
@@ -236,18 +187,10 @@ spec:
     node_ip = next(
         a["address"] for a in _node()["status"]["addresses"] if a["type"] == "InternalIP"
     )
-    deadline, status = time.monotonic() + 30, None
-    while time.monotonic() < deadline:
-        req = urllib.request.Request(f"http://{node_ip}/healthz/live", headers={"Host": host})
-        try:
-            opener = urllib.request.build_opener(
-                urllib.request.ProxyHandler({})
-            )  # a local address: no proxy
-            with opener.open(req, timeout=5) as r:
-                status = r.status
-                break
-        except OSError:
-            time.sleep(1)
-    assert status == 200
+    eventually(
+        lambda: http("GET", f"http://{node_ip}/healthz/live", headers={"Host": host})[0] == 200,
+        EVENTUAL_S,
+        f"http://{node_ip}/healthz/live with Host {host} answers 200 through Traefik",
+    )
     ing = json.loads(_kubectl("get", "ingress", "web", "-n", namespace, "-o", "json").stdout)
     assert ing["spec"].get("ingressClassName") == "traefik"  # the default IngressClass

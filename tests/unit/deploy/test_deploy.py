@@ -271,13 +271,19 @@ def test_kind_first_deploy_trains_once_and_says_what_next(repo: Path, tmp_path: 
 
 def test_first_install_leaves_the_first_training_to_the_charts_hook(repo: Path) -> None:
     cmds, helm = kind_world(), FakeHelm()
+    # The hook Job's name follows the chart's fullname (here with a fullnameOverride).
+    cmds.on(
+        "kubectl get job -n mlkube -l",
+        f"{INSTANCE},app.kubernetes.io/component=training",
+        answer=kjson({"metadata": {"name": "iris-training-first-run"}}),
+    )
     ctx, out, _ = make_ctx(Options(repo=repo), cmds, helm, http=ready_http())
 
     assert run_steps(plan_deploy(ctx.opts), ctx) == 0, out.getvalue()
 
     assert not cmds.ran("kubectl", "create", "job")
     assert "the chart's post-install hook trained once already: skipped" in out.getvalue()
-    assert "logs job/mlkube-training-first-run" in out.getvalue()
+    assert "logs job/iris-training-first-run" in out.getvalue()
 
 
 def test_rerun_upgrades_in_place(repo: Path) -> None:
@@ -683,3 +689,24 @@ def test_local_deploy_without_root_says_how_to_start_the_cluster(
     assert "starting it needs root" in out.getvalue()
     assert "sudo make cluster-up" in out.getvalue()
     assert not cmds.ran("py")
+
+
+def test_the_summary_names_a_namespace_and_release_that_are_not_the_defaults(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
+    opts = Options(repo=repo, env="local", build=False, namespace="mlkube-e2e", release="e2e")
+    cmds = local_world(answers=True)
+    cmds.on("kubectl get deployment -n mlkube-e2e", answer=kjson(deployment("e2e-serving")))
+    cmds.on("kubectl get ingress -n mlkube-e2e", answer=kjson(ingress()))
+    cmds.on("kubectl get ingress mlkube-serving", answer=obj(**ingress(ip="10.244.0.1")))
+    tools = {"kubectl": "/k/kubectl", "helm": "/h/helm", "python": "/py"}
+    ctx, out, _ = make_ctx(opts, cmds, FakeHelm(), http=ready_http(), tools=tools)
+
+    assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
+
+    text = out.getvalue()
+    assert "make ui ENV=local NAMESPACE=mlkube-e2e RELEASE=e2e " in text
+    assert "make train ENV=local NAMESPACE=mlkube-e2e RELEASE=e2e\n" in text

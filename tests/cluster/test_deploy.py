@@ -1,0 +1,331 @@
+"""mlkube on a real Kubernetes: installed by `python -m mlkube.deploy deploy --env local` (the code
+`make deploy` runs), then checked as a user would: the first training, a Job from the CronJob,
+predictions through the Service, a port-forward and the Ingress, the MLflow UI, the end-to-end
+check of `make e2e` (a rollout under load), a rolled-back broken version, `helm upgrade` and
+`helm uninstall`.
+
+The tests run in file order on one deployment (the `deployed` session fixture); each says what it
+leaves behind for the next."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import Deployed
+from tests.cluster.kube import (
+    HELM,
+    KUBECONFIG,
+    REPO,
+    PortForward,
+    eventually,
+    http,
+    kubectl,
+    kubectl_json,
+    run_logged,
+)
+from tests.timeouts import CLUSTER_ROLLOUT_S
+
+SAMPLE = {
+    "dataframe_split": {
+        "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]],
+    }
+}
+MODEL = "iris-classifier"
+
+
+def deploy_cli(deployed: Deployed, command: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "mlkube.deploy", command, "--env", "local",
+        "--namespace", deployed.namespace, "--release", deployed.release, *extra,
+    ]  # fmt: skip
+
+
+def service(deployed: Deployed, component: str) -> tuple[str, int]:
+    items = kubectl_json(
+        "get", "service", "-n", deployed.namespace, "-l",
+        f"app.kubernetes.io/instance={deployed.release},app.kubernetes.io/component={component}",
+    )["items"]  # fmt: skip
+    ports = items[0]["spec"]["ports"]
+    port = next((p for p in ports if p.get("name") == "http"), ports[0])
+    return items[0]["metadata"]["name"], int(port["port"])
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(deployed: Deployed) -> Iterator[str]:
+    name, port = service(deployed, "mlflow")
+    with PortForward(deployed.namespace, f"svc/{name}", port) as pf:
+        yield pf.url
+
+
+@pytest.fixture(scope="module")
+def client(mlflow_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+
+
+def production(client: Any) -> str:
+    return str(client.get_model_version_by_alias(MODEL, "production").version)
+
+
+def serving_versions(deployed: Deployed) -> set[str]:
+    """The model version each serving pod reports on /model (through the pod's own port)."""
+    pods = kubectl_json(
+        "get", "pods", "-n", deployed.namespace, "-l",
+        f"app.kubernetes.io/instance={deployed.release},app.kubernetes.io/component=serving",
+        "--field-selector=status.phase=Running",
+    )["items"]  # fmt: skip
+    versions = set()
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        name = pod["metadata"]["name"]
+        with PortForward(deployed.namespace, f"pod/{name}", 8080) as pf:
+            status, body = http("GET", f"{pf.url}/model")
+            if status != 200:
+                return set()
+            versions.add(str(json.loads(body)["version"]))
+    return versions
+
+
+def every_replica_serves(deployed: Deployed, version: str) -> bool:
+    dep = deployed.deployment("serving")
+    status = dep.get("status", {})
+    replicas = dep["spec"]["replicas"]
+    if status.get("updatedReplicas") != replicas or status.get("readyReplicas") != replicas:
+        return False
+    if status.get("replicas") != replicas:  # old pods still terminating
+        return False
+    return serving_versions(deployed) == {version}
+
+
+# --- the deploy itself --------------------------------------------------------------------------
+
+
+def test_deploy_trains_once_and_serves_v1_as_production(deployed: Deployed, client: Any) -> None:
+    # The chart's post-install hook trained and promoted the first model; every Deployment
+    # rolled out (the deploy waited for each) and the summary says where to go next.
+    assert "make ui ENV=local" in deployed.log
+    assert production(client) == "1"
+    jobs = kubectl_json("get", "jobs", "-n", deployed.namespace)["items"]
+    first = [j for j in jobs if j["metadata"]["name"].endswith("training-first-run")]
+    assert first, [j["metadata"]["name"] for j in jobs]
+    assert first[0]["status"].get("succeeded") == 1
+    for component in ("mlflow", "serving", "rollout"):
+        dep = deployed.deployment(component)
+        assert dep["status"].get("readyReplicas") == dep["spec"]["replicas"], component
+    # Our images, imported into the node under podman's names, never pulled.
+    image = deployed.image("serving")
+    assert image.startswith("localhost/mlkube-serve:0.1.0-"), image
+    # MLflow's data is on a volume of the default StorageClass (local-path-provisioner).
+    pvcs = kubectl_json("get", "pvc", "-n", deployed.namespace)["items"]
+    assert [p["status"]["phase"] for p in pvcs] == ["Bound"]
+    assert pvcs[0]["spec"]["storageClassName"] == "standard"
+
+
+def test_a_job_from_the_cronjob_trains_and_registers_a_version(
+    deployed: Deployed, client: Any, tmp_path: Path
+) -> None:
+    before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
+    out = run_logged(deploy_cli(deployed, "train"), tmp_path / "train.log", CLUSTER_ROLLOUT_S)
+    after = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
+    assert len(after - before) == 1, out[-2000:]
+    jobs = kubectl_json("get", "jobs", "-n", deployed.namespace)["items"]
+    manual = [
+        j
+        for j in jobs
+        if j["metadata"].get("annotations", {}).get("cronjob.kubernetes.io/instantiate") == "manual"
+    ]
+    assert manual
+    assert all(j["status"].get("succeeded") == 1 for j in manual)
+
+
+# --- the ways in ---------------------------------------------------------------------------------
+
+
+def test_a_pod_in_the_cluster_predicts_through_the_service(deployed: Deployed) -> None:
+    name, port = service(deployed, "serving")
+    pod = f"client-{uuid.uuid4().hex[:6]}"
+    code = (
+        "import json, urllib.request as u\n"
+        f"r = u.Request('http://{name}:{port}/invocations', data=json.dumps({SAMPLE!r}).encode(),"
+        " headers={'Content-Type': 'application/json'})\n"
+        "print(u.urlopen(r, timeout=30).read().decode())\n"
+    )
+    run = kubectl(
+        "run", pod, "-n", deployed.namespace, "--restart=Never", "--rm", "-i", "--quiet",
+        f"--image={deployed.image('serving')}", "--image-pull-policy=Never",
+        "--labels=app.kubernetes.io/name=test-client",
+        "--command", "--", "python", "-c", code,
+        timeout=180,
+    )  # fmt: skip
+    assert len(json.loads(run.stdout)["predictions"]) == 2, run.stdout
+
+
+def test_predict_through_a_port_forward_to_the_service(deployed: Deployed) -> None:
+    name, port = service(deployed, "serving")
+    with PortForward(deployed.namespace, f"svc/{name}", port) as pf:
+        status, body = http(
+            "POST", f"{pf.url}/predict", {"instances": SAMPLE["dataframe_split"]["data"]}
+        )
+    assert status == 200, body
+    assert len(json.loads(body)["predictions"]) == 2
+
+
+def test_the_mlflow_ui_through_a_port_forward(deployed: Deployed, mlflow_uri: str) -> None:
+    status, body = http("GET", f"{mlflow_uri}/health")
+    assert (status, body.strip()) == (200, b"OK")
+    status, page = http("GET", f"{mlflow_uri}/")
+    assert status == 200
+    assert b"<title>MLflow</title>" in page
+
+
+def test_predict_through_the_ingress(deployed: Deployed, tmp_path: Path) -> None:
+    out = run_logged(deploy_cli(deployed, "predict"), tmp_path / "predict.log", 120)
+    assert "/invocations -> 200" in out
+    ingress = kubectl_json("get", "ingress", "-n", deployed.namespace)["items"][0]
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert ingress["status"]["loadBalancer"]["ingress"][0]["ip"] == "10.244.0.1"
+
+
+# --- rollouts ------------------------------------------------------------------------------------
+
+
+def test_make_e2e_passes_a_rollout_under_two_loads(deployed: Deployed, tmp_path: Path) -> None:
+    # `make e2e`'s own checks: a weak champion rolled out, a better model promoted by the gate
+    # while a bounded load runs through the Ingress, every replica on it, no request failed.
+    out = run_logged(
+        deploy_cli(deployed, "e2e", "--timeout", "600", "--artifacts", str(tmp_path / "diag")),
+        tmp_path / "e2e.log",
+        3 * CLUSTER_ROLLOUT_S,
+    )
+    assert "e2e: passed" in out
+    # Two bounded loads ran during the rollout, through the Ingress and from a pod in the
+    # cluster to the Service (the operator with the chart's ServiceAccount and Role, enforced by
+    # a real API server, did the rolling): none of their requests failed.
+    assert re.search(r"^ +load during the rollout: \d+ requests, 0 failed$", out, re.M), out
+    assert re.search(r"in-cluster load during the rollout: \d+ requests, 0 failed$", out, re.M)
+    sys.stderr.write("".join(line + "\n" for line in out.splitlines() if "rolled out in" in line))
+
+
+def broken_version(client: Any, tmp_path: Path) -> str:
+    """A registered version whose model cannot load: its MLmodel names a flavor that does not
+    exist (what a bad export, or a model logged by a newer tool, looks like to the server)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: mlkube_no_such_module\n"
+        "    python_version: 3.11.7\n"
+    )
+    experiment = mlflow.set_experiment("cluster-tests")
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+        mlflow.log_artifacts(str(model), "model")
+    return str(mlflow.register_model(f"runs:/{run.info.run_id}/model", MODEL).version)
+
+
+def test_a_version_that_cannot_load_is_rolled_back(
+    deployed: Deployed, client: Any, tmp_path: Path
+) -> None:
+    """The alias moves to a version whose pods never turn ready: when the rollout misses its
+    deadline the operator puts the last good version back, posts a Warning Event on the
+    Deployment and tags the version failed in MLflow; the served version never changes."""
+    good = production(client)
+    assert every_replica_serves(deployed, good)
+    bad = broken_version(client, tmp_path)
+    client.set_registered_model_alias(MODEL, "production", bad)
+    dep_name = deployed.deployment("serving")["metadata"]["name"]
+
+    def tagged_failed() -> bool:
+        tags = client.get_model_version(MODEL, bad).tags
+        return any(k.startswith("mlkube.rollout") and v == "failed" for k, v in tags.items())
+
+    eventually(tagged_failed, CLUSTER_ROLLOUT_S, f"v{bad} tagged failed in MLflow")
+    eventually(lambda: every_replica_serves(deployed, good), CLUSTER_ROLLOUT_S, f"back on v{good}")
+    events = kubectl_json(
+        "get", "events", "-n", deployed.namespace,
+        f"--field-selector=involvedObject.name={dep_name},type=Warning",
+    )["items"]  # fmt: skip
+    assert any(bad in (e.get("message") or "") for e in events), [e.get("message") for e in events]
+    # Leave production on a version that loads, for the tests after this one.
+    client.set_registered_model_alias(MODEL, "production", good)
+
+
+# --- helm upgrade, helm uninstall ---------------------------------------------------------------
+
+
+def helm(*args: str, timeout: float = CLUSTER_ROLLOUT_S) -> str:
+    assert HELM
+    proc = subprocess.run(
+        [HELM, f"--kubeconfig={KUBECONFIG}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_helm_upgrade_with_changed_values_keeps_the_operators_pin(
+    deployed: Deployed, client: Any
+) -> None:
+    served = production(client)
+    mlflow_pods = {
+        p["metadata"]["uid"]
+        for p in kubectl_json(
+            "get", "pods", "-n", deployed.namespace, "-l", "app.kubernetes.io/component=mlflow"
+        )["items"]
+    }
+    helm(
+        "upgrade", deployed.release, str(REPO / "charts" / "mlkube"), "-n", deployed.namespace,
+        "--reuse-values", "--set", "serving.replicas=3", "--wait", "--timeout", "600s",
+    )  # fmt: skip
+    dep = deployed.deployment("serving")
+    assert dep["spec"]["replicas"] == 3
+    # Every replica, the new one included, serves the version the operator pinned: the upgrade
+    # did not take the pin away (the chart leaves MODEL_VERSION to the operator).
+    eventually(
+        lambda: every_replica_serves(deployed, served),
+        CLUSTER_ROLLOUT_S,
+        f"3 replicas on v{served}",
+    )
+    # MLflow's pod template did not change, so it was not restarted.
+    after = {
+        p["metadata"]["uid"]
+        for p in kubectl_json(
+            "get", "pods", "-n", deployed.namespace, "-l", "app.kubernetes.io/component=mlflow"
+        )["items"]
+    }
+    assert after == mlflow_pods
+
+
+def test_helm_uninstall_keeps_the_data_and_its_secrets(deployed: Deployed) -> None:
+    """As the chart's README says: MLflow's PVC and the generated Secrets outlive `helm
+    uninstall` (helm.sh/resource-policy: keep), everything else goes."""
+    helm("uninstall", deployed.release, "-n", deployed.namespace, "--wait", "--timeout", "300s")
+    left = kubectl_json(
+        "get", "deployment,statefulset,cronjob,service,ingress", "-n", deployed.namespace
+    )["items"]
+    assert [o["metadata"]["name"] for o in left] == []
+    pvcs = kubectl_json("get", "pvc", "-n", deployed.namespace)["items"]
+    assert len(pvcs) == 1
+    assert pvcs[0]["status"]["phase"] == "Bound"
+    secrets = {
+        s["metadata"]["name"]
+        for s in kubectl_json("get", "secrets", "-n", deployed.namespace)["items"]
+        if (s["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"
+    }
+    assert secrets, "the generated Secrets went with the release"
