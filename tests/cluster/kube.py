@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,3 +151,44 @@ def http(
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
+
+
+class LoadPod:
+    """A bounded load from a pod inside the cluster to ``url`` for a ``with`` block (the same
+    pod script as `make e2e`'s, mlkube.deploy.podload): its report when the block ends."""
+
+    def __init__(self, namespace: str, image: str, url: str, max_seconds: float) -> None:
+        self.namespace, self.image, self.url, self.max_seconds = namespace, image, url, max_seconds
+        self.name = f"load-{uuid.uuid4().hex[:6]}"
+        self.report: dict[str, Any] = {}
+
+    def __enter__(self) -> LoadPod:
+        from mlkube.deploy.ingress import SAMPLE_REQUEST
+        from mlkube.deploy.podload import SCRIPT
+
+        kubectl(
+            "run", self.name, "-n", self.namespace, "--restart=Never", f"--image={self.image}",
+            "--image-pull-policy=Never", "--labels=app.kubernetes.io/name=test-load",
+            "--command", "--", "python", "-c", SCRIPT,
+            self.url, str(int(self.max_seconds)), json.dumps(SAMPLE_REQUEST),
+        )  # fmt: skip
+        kubectl(
+            "wait", "-n", self.namespace, f"pod/{self.name}", "--for=condition=Ready",
+            "--timeout=180s", timeout=200,
+        )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            kubectl(
+                "exec", "-n", self.namespace, self.name, "--", "touch", "/tmp/stop", check=False
+            )
+
+            def reported() -> dict[str, Any] | None:
+                logs = kubectl("logs", "-n", self.namespace, self.name, check=False).stdout
+                lines = [line for line in logs.splitlines() if line.startswith("{")]
+                return json.loads(lines[-1]) if lines else None
+
+            self.report = eventually(reported, 60, f"the report of pod/{self.name}")
+        finally:
+            kubectl("delete", "pod", self.name, "-n", self.namespace, "--wait=false", check=False)

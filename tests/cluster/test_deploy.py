@@ -20,11 +20,13 @@ from typing import Any
 
 import pytest
 
+from mlkube.core.deployment import pinned_version
 from tests.cluster.conftest import Deployed
 from tests.cluster.kube import (
     HELM,
     KUBECONFIG,
     REPO,
+    LoadPod,
     PortForward,
     eventually,
     http,
@@ -32,7 +34,7 @@ from tests.cluster.kube import (
     kubectl_json,
     run_logged,
 )
-from tests.timeouts import CLUSTER_ROLLOUT_S
+from tests.timeouts import CLUSTER_ROLLOUT_S, EVENTUAL_S
 
 SAMPLE = {
     "dataframe_split": {
@@ -261,6 +263,123 @@ def test_a_version_that_cannot_load_is_rolled_back(
     assert any(bad in (e.get("message") or "") for e in events), [e.get("message") for e in events]
     # Leave production on a version that loads, for the tests after this one.
     client.set_registered_model_alias(MODEL, "production", good)
+
+
+# --- canary ------------------------------------------------------------------------------------
+
+
+def train(mlflow_uri: str, classifier: str, tmp_path: Path) -> str:
+    """A version registered (not promoted) by the training job run here, against the cluster's
+    MLflow through the port-forward, as `make e2e` does."""
+    from mlkube.deploy.e2e import parse_train_output
+
+    out = run_logged(
+        [sys.executable, "-m", "jobs.train", "--model-name", MODEL, "--classifier", classifier,
+         "--no-promote", "--trigger", "ci"],
+        tmp_path / f"train-{classifier}.log",
+        CLUSTER_ROLLOUT_S,
+        env={"MLFLOW_TRACKING_URI": mlflow_uri},
+    )  # fmt: skip
+    return parse_train_output(out)[1]
+
+
+def verdict(client: Any, version: str, deployed: Deployed) -> str | None:
+    dep = deployed.deployment("serving")["metadata"]["name"]
+    tags = client.get_model_version(MODEL, version).tags
+    return tags.get(f"mlkube.rollout/{deployed.namespace}/{dep}")
+
+
+def canary_of(deployed: Deployed) -> dict[str, Any] | None:
+    name = deployed.deployment("serving")["metadata"]["name"] + "-canary"
+    found = kubectl("get", "deployment", name, "-n", deployed.namespace, "-o", "json", check=False)
+    return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+def events(deployed: Deployed, reason: str) -> list[str]:
+    items = kubectl_json(
+        "get", "events", "-n", deployed.namespace, f"--field-selector=reason={reason}"
+    )["items"]  # fmt: skip
+    return [str(e.get("message") or "") for e in items]
+
+
+@pytest.fixture(scope="module")
+def canary_strategy(deployed: Deployed) -> Iterator[None]:
+    """The chart's canary strategy (serving.rolloutStrategy=canary), judged after 40 s, moving
+    the alias back when the canary fails; the plain rolling update again afterwards."""
+    chart = str(REPO / "charts" / "mlkube")
+    helm(
+        "upgrade", deployed.release, chart, "-n", deployed.namespace, "--reuse-values",
+        "--set", "serving.rolloutStrategy=canary", "--set", "serving.canarySeconds=40",
+        "--wait", "--timeout", "600s",
+    )  # fmt: skip
+    name = deployed.deployment("serving")["metadata"]["name"]
+    kubectl(
+        "annotate", "deployment", name, "-n", deployed.namespace, "--overwrite",
+        "mlkube.io/canary-move-alias-back=true", "mlkube.io/canary-min-requests=20",
+    )  # fmt: skip
+    yield
+    kubectl(
+        "annotate", "deployment", name, "-n", deployed.namespace,
+        "mlkube.io/canary-move-alias-back-", "mlkube.io/canary-min-requests-",
+    )  # fmt: skip
+    helm(
+        "upgrade", deployed.release, chart, "-n", deployed.namespace, "--reuse-values",
+        "--set", "serving.rolloutStrategy=rolling", "--wait", "--timeout", "600s",
+    )  # fmt: skip
+
+
+def test_a_good_version_is_promoted_through_a_canary(
+    deployed: Deployed, client: Any, mlflow_uri: str, canary_strategy: None, tmp_path: Path
+) -> None:
+    """One pod of the new version runs beside the stable ones behind the same Service while a
+    pod sends requests; it serves as well as they do, so the main Deployment rolls to it and the
+    canary goes. No request fails."""
+    good = train(mlflow_uri, "logistic_regression", tmp_path)
+    name, port = service(deployed, "serving")
+    url = f"http://{name}:{port}/invocations"
+    with LoadPod(deployed.namespace, deployed.serve_image, url, CLUSTER_ROLLOUT_S) as load:
+        client.set_registered_model_alias(MODEL, "production", good)
+        canary = eventually(lambda: canary_of(deployed), CLUSTER_ROLLOUT_S, "the canary")
+        assert canary["spec"]["replicas"] == 1
+        assert pinned_version(canary) == good
+        eventually(
+            lambda: every_replica_serves(deployed, good) and canary_of(deployed) is None,
+            CLUSTER_ROLLOUT_S,
+            f"every replica on v{good}, the canary gone",
+        )
+    assert load.report["failed"] == 0, load.report
+    assert load.report["sent"] >= 50, load.report
+    assert any(good in m for m in events(deployed, "ModelCanaryStarted"))
+    assert eventually(lambda: verdict(client, good, deployed), EVENTUAL_S, "the verdict") == (
+        "succeeded"
+    )
+
+
+def test_a_canary_that_shifts_predictions_is_stopped_before_the_main_deployment_changes(
+    deployed: Deployed, client: Any, mlflow_uri: str, canary_strategy: None, tmp_path: Path
+) -> None:
+    """A model that answers every row with one class: its canary's class mix differs from the
+    stable pods', so it is removed, the version tagged failed with the measured reason, and the
+    alias moved back, while the main Deployment never leaves the stable version."""
+    stable = production(client)
+    skewed = train(mlflow_uri, "dummy", tmp_path)
+    name, port = service(deployed, "serving")
+    url = f"http://{name}:{port}/invocations"
+    pins: set[str | None] = set()
+
+    def stopped() -> bool:
+        pins.add(pinned_version(deployed.deployment("serving")))
+        return verdict(client, skewed, deployed) == "failed" and canary_of(deployed) is None
+
+    with LoadPod(deployed.namespace, deployed.serve_image, url, CLUSTER_ROLLOUT_S):
+        client.set_registered_model_alias(MODEL, "production", skewed)
+        eventually(lambda: canary_of(deployed), CLUSTER_ROLLOUT_S, "the canary")
+        eventually(stopped, CLUSTER_ROLLOUT_S, f"the canary of v{skewed} stopped")
+    assert pins == {stable}, f"the main Deployment left v{stable}: {pins}"
+    assert production(client) == stable  # the alias went back
+    assert any(skewed in m for m in events(deployed, "ModelCanaryFailed"))
+    reason = client.get_model_version(MODEL, skewed).tags
+    assert any("class" in v for k, v in reason.items() if k.startswith("mlkube.rollout.reason"))
 
 
 # --- helm upgrade, helm uninstall ---------------------------------------------------------------
