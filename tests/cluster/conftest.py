@@ -78,7 +78,9 @@ def host_problem() -> str | None:
 # Package scope: the cluster stops (and its pods stop using CPU and memory) as soon as the last
 # cluster test is done, not at the end of the whole `make test` session.
 @pytest.fixture(scope="package")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Path]:
     """The kubeconfig of a running local cluster."""
     problem = host_problem()
     if problem:
@@ -90,7 +92,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         return
     log = tmp_path_factory.mktemp("cluster") / "up.log"
     try:
-        run_logged([sys.executable, str(CLUSTER_PY), "up", "--no-images"], log, CLUSTER_UP_S)
+        # Its progress goes to the terminal as it comes: a cold start builds for half an hour.
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        echo = (lambda line: reporter.write_line(f"    {line}")) if reporter else None
+        run_logged(
+            [sys.executable, str(CLUSTER_PY), "up", "--no-images"], log, CLUSTER_UP_S, echo=echo
+        )
         yield KUBECONFIG
     finally:
         down = subprocess.run(

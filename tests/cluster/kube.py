@@ -75,23 +75,36 @@ def eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
 
 
 def run_logged(
-    argv: list[str], log: Path, timeout: float, env: dict[str, str] | None = None
+    argv: list[str],
+    log: Path,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> str:
-    """Run a long command with its output in ``log``; its tail is the failure message."""
+    """Run a long command with its output in ``log``; its tail is the failure message. ``echo``
+    gets each line as it comes (the cluster's start: a cold build is half an hour of progress)."""
+    deadline = time.monotonic() + timeout
     with log.open("w") as out:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             argv,
             cwd=REPO,
-            stdout=out,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            timeout=timeout,
+            text=True,
             env={**os.environ, **(env or {})},
-            check=False,
         )
+        assert proc.stdout
+        for line in proc.stdout:
+            out.write(line)
+            if echo:
+                echo(line.rstrip("\n"))
+            if time.monotonic() > deadline:
+                proc.kill()
+                break
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     text = log.read_text(errors="replace")
-    assert proc.returncode == 0, (
-        f"{' '.join(argv)} exited {proc.returncode} (log {log}):\n"
-        + "\n".join(text.splitlines()[-80:])
+    assert code == 0, f"{' '.join(argv)} exited {code} (log {log}):\n" + "\n".join(
+        text.splitlines()[-80:]
     )
     return text
 
