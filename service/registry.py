@@ -86,6 +86,8 @@ def load_version(settings: Settings, mv: ModelVersion) -> LoadedModel:
     import mlflow.artifacts
     import mlflow.pyfunc
 
+    from service.skops_names import import_skops
+
     started = time.perf_counter()
     uri = f"models:/{settings.model_name}/{mv.version}"
     workdir = tempfile.mkdtemp(prefix="mlkube-model-")
@@ -95,6 +97,7 @@ def load_version(settings: Settings, mv: ModelVersion) -> LoadedModel:
             artifact_uri=uri, dst_path=workdir,
             tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri,
         )  # fmt: skip
+        import_skops()  # before MLflow imports it: without importing all of scikit-learn
         pyfunc = mlflow.pyfunc.load_model(local)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
