@@ -118,14 +118,13 @@ class Deployed:
     serve_image: str  # the serving image the deploy imported into the node
 
     def deployment(self, component: str) -> dict[str, Any]:
-        items = kubectl_json(
-            "get",
-            "deployment",
-            "-n",
-            self.namespace,
-            "-l",
-            f"app.kubernetes.io/instance={self.release},app.kubernetes.io/component={component}",
-        )["items"]
+        selector = (
+            f"app.kubernetes.io/instance={self.release},app.kubernetes.io/component={component}"
+        )
+        if component == "serving":
+            # The one the operator manages, never its canary (same labels, but this one).
+            selector += ",mlkube.io/model-name"
+        items = kubectl_json("get", "deployment", "-n", self.namespace, "-l", selector)["items"]
         assert len(items) == 1, f"{len(items)} {component} Deployments"
         return items[0]  # type: ignore[no-any-return]
 
