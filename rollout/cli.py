@@ -18,7 +18,9 @@ from urllib.parse import urlparse
 
 from pydantic import ValidationError
 
+from mlkube.core.backoff import Unreachable
 from mlkube.core.registry import apply_client_defaults
+from mlkube.core.tracking import wait_for_tracking_server
 from rollout.settings import OperatorSettings
 
 EXIT_BAD_INPUT = 2
@@ -89,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
         "--name", default=DEFAULT_WEBHOOK_NAME, help="webhook name in MLflow (default %(default)s)"
     )
     register.add_argument("--tracking-uri", help="MLflow server (env MLFLOW_TRACKING_URI)")
+    register.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for MLflow to answer first, retrying with backoff (default "
+        "%(default)s: as a post-install hook it starts beside a server that is still starting)",
+    )
     register.add_argument(
         "--test",
         action="store_true",
@@ -193,6 +203,10 @@ def register_webhook(args: argparse.Namespace) -> int:
     if url.scheme not in ("http", "https") or not url.hostname:
         return _fail(EXIT_BAD_INPUT, f"--url {args.url!r}: expected http(s)://host[:port]/webhook")
     apply_client_defaults()
+    try:
+        wait_for_tracking_server(settings.tracking_uri, timeout=max(args.wait, 0.0))
+    except Unreachable as exc:
+        return _fail(EXIT_UNREACHABLE, str(exc))
 
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     description = "mlkube rollout operator: roll serving Deployments when an alias moves"

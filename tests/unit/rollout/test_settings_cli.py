@@ -98,8 +98,12 @@ def test_register_webhook_reports_unreachable_mlflow(
     monkeypatch.setenv("ROLLOUT_WEBHOOK_SECRET", "s")
     dead = f"http://127.0.0.1:{free_port()}"
     args = ["register-webhook", "--url", "http://r:8000/webhook", "--tracking-uri", dead]
-    assert cli.main(args) == cli.EXIT_UNREACHABLE
-    assert f"MLflow at {dead}" in capsys.readouterr().err
+    # It waits for MLflow first (a post-install hook starts beside a server still starting),
+    # retrying with backoff for --wait seconds, then says so plainly.
+    assert cli.main([*args, "--wait", "1.5"]) == cli.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert f"MLflow at {dead} did not answer after" in err
+    assert "attempts in 2s" in err
 
 
 def test_rbac_rules_are_minimal_and_explicit() -> None:
