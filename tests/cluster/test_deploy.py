@@ -302,7 +302,7 @@ def events(deployed: Deployed, reason: str) -> list[str]:
     return [str(e.get("message") or "") for e in items]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def canary_strategy(deployed: Deployed) -> Iterator[None]:
     """The chart's canary strategy (serving.rolloutStrategy=canary), judged after 40 s, moving
     the alias back when the canary fails; the plain rolling update again afterwards."""
@@ -328,58 +328,61 @@ def canary_strategy(deployed: Deployed) -> Iterator[None]:
     )  # fmt: skip
 
 
-def test_a_good_version_is_promoted_through_a_canary(
-    deployed: Deployed, client: Any, mlflow_uri: str, canary_strategy: None, tmp_path: Path
-) -> None:
-    """One pod of the new version runs beside the stable ones behind the same Service while a
-    pod sends requests; it serves as well as they do, so the main Deployment rolls to it and the
-    canary goes. No request fails."""
-    good = train(mlflow_uri, "logistic_regression", tmp_path)
-    name, port = service(deployed, "serving")
-    url = f"http://{name}:{port}/invocations"
-    with LoadPod(deployed.namespace, deployed.serve_image, url, CLUSTER_ROLLOUT_S) as load:
-        client.set_registered_model_alias(MODEL, "production", good)
-        canary = eventually(lambda: canary_of(deployed), CLUSTER_ROLLOUT_S, "the canary")
-        assert canary["spec"]["replicas"] == 1
-        assert pinned_version(canary) == good
-        eventually(
-            lambda: every_replica_serves(deployed, good) and canary_of(deployed) is None,
-            CLUSTER_ROLLOUT_S,
-            f"every replica on v{good}, the canary gone",
+@pytest.mark.usefixtures("canary_strategy")
+class TestCanary:
+    """With the chart's canary strategy on, for these two tests only."""
+
+    def test_a_good_version_is_promoted_through_a_canary(
+        self, deployed: Deployed, client: Any, mlflow_uri: str, tmp_path: Path
+    ) -> None:
+        """One pod of the new version runs beside the stable ones behind the same Service while a
+        pod sends requests; it serves as well as they do, so the main Deployment rolls to it and the
+        canary goes. No request fails."""
+        good = train(mlflow_uri, "logistic_regression", tmp_path)
+        name, port = service(deployed, "serving")
+        url = f"http://{name}:{port}/invocations"
+        with LoadPod(deployed.namespace, deployed.serve_image, url, CLUSTER_ROLLOUT_S) as load:
+            client.set_registered_model_alias(MODEL, "production", good)
+            canary = eventually(lambda: canary_of(deployed), CLUSTER_ROLLOUT_S, "the canary")
+            assert canary["spec"]["replicas"] == 1
+            assert pinned_version(canary) == good
+            eventually(
+                lambda: every_replica_serves(deployed, good) and canary_of(deployed) is None,
+                CLUSTER_ROLLOUT_S,
+                f"every replica on v{good}, the canary gone",
+            )
+        assert load.report["failed"] == 0, load.report
+        assert load.report["sent"] >= 50, load.report
+        assert any(good in m for m in events(deployed, "ModelCanaryStarted"))
+        assert eventually(lambda: verdict(client, good, deployed), EVENTUAL_S, "the verdict") == (
+            "succeeded"
         )
-    assert load.report["failed"] == 0, load.report
-    assert load.report["sent"] >= 50, load.report
-    assert any(good in m for m in events(deployed, "ModelCanaryStarted"))
-    assert eventually(lambda: verdict(client, good, deployed), EVENTUAL_S, "the verdict") == (
-        "succeeded"
-    )
 
+    def test_a_canary_that_shifts_predictions_is_stopped_before_the_main_deployment_changes(
+        self, deployed: Deployed, client: Any, mlflow_uri: str, tmp_path: Path
+    ) -> None:
+        """A model that answers every row with one class: its canary's class mix differs from the
+        stable pods', so it is removed, the version tagged failed with the measured reason, and the
+        alias moved back, while the main Deployment never leaves the stable version."""
+        stable = production(client)
+        skewed = train(mlflow_uri, "dummy", tmp_path)
+        name, port = service(deployed, "serving")
+        url = f"http://{name}:{port}/invocations"
+        pins: set[str | None] = set()
 
-def test_a_canary_that_shifts_predictions_is_stopped_before_the_main_deployment_changes(
-    deployed: Deployed, client: Any, mlflow_uri: str, canary_strategy: None, tmp_path: Path
-) -> None:
-    """A model that answers every row with one class: its canary's class mix differs from the
-    stable pods', so it is removed, the version tagged failed with the measured reason, and the
-    alias moved back, while the main Deployment never leaves the stable version."""
-    stable = production(client)
-    skewed = train(mlflow_uri, "dummy", tmp_path)
-    name, port = service(deployed, "serving")
-    url = f"http://{name}:{port}/invocations"
-    pins: set[str | None] = set()
+        def stopped() -> bool:
+            pins.add(pinned_version(deployed.deployment("serving")))
+            return verdict(client, skewed, deployed) == "failed" and canary_of(deployed) is None
 
-    def stopped() -> bool:
-        pins.add(pinned_version(deployed.deployment("serving")))
-        return verdict(client, skewed, deployed) == "failed" and canary_of(deployed) is None
-
-    with LoadPod(deployed.namespace, deployed.serve_image, url, CLUSTER_ROLLOUT_S):
-        client.set_registered_model_alias(MODEL, "production", skewed)
-        eventually(lambda: canary_of(deployed), CLUSTER_ROLLOUT_S, "the canary")
-        eventually(stopped, CLUSTER_ROLLOUT_S, f"the canary of v{skewed} stopped")
-    assert pins == {stable}, f"the main Deployment left v{stable}: {pins}"
-    assert production(client) == stable  # the alias went back
-    assert any(skewed in m for m in events(deployed, "ModelCanaryFailed"))
-    reason = client.get_model_version(MODEL, skewed).tags
-    assert any("class" in v for k, v in reason.items() if k.startswith("mlkube.rollout.reason"))
+        with LoadPod(deployed.namespace, deployed.serve_image, url, CLUSTER_ROLLOUT_S):
+            client.set_registered_model_alias(MODEL, "production", skewed)
+            eventually(lambda: canary_of(deployed), CLUSTER_ROLLOUT_S, "the canary")
+            eventually(stopped, CLUSTER_ROLLOUT_S, f"the canary of v{skewed} stopped")
+        assert pins == {stable}, f"the main Deployment left v{stable}: {pins}"
+        assert production(client) == stable  # the alias went back
+        assert any(skewed in m for m in events(deployed, "ModelCanaryFailed"))
+        reason = client.get_model_version(MODEL, skewed).tags
+        assert any("class" in v for k, v in reason.items() if k.startswith("mlkube.rollout.reason"))
 
 
 # --- helm upgrade, helm uninstall ---------------------------------------------------------------
