@@ -28,12 +28,14 @@ KUBECTL = shutil.which("kubectl", path=f"{REPO / 'bin'}{os.pathsep}{os.environ.g
 HELM = shutil.which("helm", path=f"{REPO / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-def kubectl(
-    *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+def _tool(
+    exe: str | None, args: tuple[str, ...], check: bool, timeout: float, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    assert KUBECTL
+    """kubectl or helm on the local cluster's kubeconfig; with ``check``, a failure is an
+    assertion that shows the command and what it said."""
+    assert exe, "kubectl or helm missing: run `make tools`"
     proc = subprocess.run(
-        [KUBECTL, f"--kubeconfig={KUBECONFIG}", *args],
+        [exe, f"--kubeconfig={KUBECONFIG}", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -41,8 +43,19 @@ def kubectl(
         check=False,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr}")
+        name = Path(exe).name
+        raise AssertionError(f"{name} {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def kubectl(
+    *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return _tool(KUBECTL, args, check, timeout, input)
+
+
+def helm(*args: str, timeout: float = 600) -> str:
+    return _tool(HELM, args, True, timeout).stdout
 
 
 def kubectl_json(*args: str) -> Any:

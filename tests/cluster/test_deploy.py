@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -23,12 +22,11 @@ import pytest
 from mlkube.core.deployment import pinned_version
 from tests.cluster.conftest import Deployed
 from tests.cluster.kube import (
-    HELM,
-    KUBECONFIG,
     REPO,
     LoadPod,
     PortForward,
     eventually,
+    helm,
     http,
     kubectl,
     kubectl_json,
@@ -386,19 +384,6 @@ class TestCanary:
 
 
 # --- helm upgrade, helm uninstall ---------------------------------------------------------------
-
-
-def helm(*args: str, timeout: float = CLUSTER_ROLLOUT_S) -> str:
-    assert HELM
-    proc = subprocess.run(
-        [HELM, f"--kubeconfig={KUBECONFIG}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
 
 
 def test_helm_upgrade_with_changed_values_keeps_the_operators_pin(
