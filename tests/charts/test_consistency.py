@@ -661,3 +661,16 @@ def test_ports_come_from_values() -> None:
         docs[("Deployment", name("serving"))]["spec"]["template"]["spec"]["containers"][0]
     )
     assert serve_env["SERVE_PORT"]["value"] == "9000"
+
+
+def test_the_charts_classifiers_are_the_training_jobs() -> None:
+    """`training.classifier` accepts exactly what `python -m jobs.train --classifier` does: a
+    classifier the job gains is deployable, and the chart offers none the job lacks."""
+    import json
+    import typing
+
+    from jobs.settings import Classifier
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    enum = schema["properties"]["training"]["properties"]["classifier"]["enum"]
+    assert sorted(enum) == sorted(typing.get_args(Classifier))
