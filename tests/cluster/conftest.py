@@ -95,7 +95,14 @@ def cluster(
     try:
         # Its progress goes to the terminal as it comes: a cold start builds for half an hour.
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        echo = (lambda line: reporter.write_line(f"    {line}")) if reporter else None
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+        def echo(line: str) -> None:
+            if reporter is None or capture is None:
+                return
+            with capture.global_and_fixture_disabled():  # past pytest's output capture
+                reporter.write_line(f"    {line}")
+
         run_logged(
             [sys.executable, str(CLUSTER_PY), "up", "--no-images"], log, CLUSTER_UP_S, echo=echo
         )

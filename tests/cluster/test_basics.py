@@ -146,12 +146,15 @@ def test_pod_resolves_and_reaches_a_service(namespace: str, serve_image: str) ->
         EVENTUAL_S,
         f"'web' resolves to the Service's address {svc_ip} in the pod",
     )
-    body = _exec_python(
-        namespace,
-        pod,
-        "import urllib.request as u; print(u.urlopen('http://web/healthz/live', timeout=5).status)",
+    # kube-proxy programs the Service's endpoints a moment after the pod turns ready.
+    live = (
+        "import urllib.request as u; print(u.urlopen('http://web/healthz/live', timeout=5).status)"
     )
-    assert body.strip() == "200"
+    eventually(
+        lambda: _exec_python(namespace, pod, live).strip() == "200",
+        EVENTUAL_S,
+        "http://web/healthz/live answers 200 from the pod, through the Service",
+    )
     # the ServiceAccount token mounted in the pod authenticates to the API server
     code = (
         "import ssl, urllib.request as u; d='/var/run/secrets/kubernetes.io/serviceaccount/';"
@@ -160,7 +163,11 @@ def test_pod_resolves_and_reaches_a_service(namespace: str, serve_image: str) ->
         "print(u.urlopen(r, context=ssl.create_default_context(cafile=d+'ca.crt'),"
         " timeout=5).status)"
     )
-    assert _exec_python(namespace, pod, code).strip() == "200"
+    eventually(
+        lambda: _exec_python(namespace, pod, code).strip() == "200",
+        EVENTUAL_S,
+        "the pod's ServiceAccount token authenticates to the API server",
+    )
 
 
 def test_ingress_routes_to_the_service(namespace: str, serve_image: str) -> None:
