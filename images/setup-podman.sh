@@ -6,6 +6,9 @@
 #     permitted" and "cgroups in hybrid mode not supported".
 #   - default_ulimits no higher than this host's hard limits (nproc also no higher than
 #     kernel.pid_max: runc's setrlimit is refused above it here), or no container starts.
+#   - network_backend = "netavark" (with aardvark-dns): containers on one network find each other
+#     by name, as the container tests' Service names need. Without netavark installed, podman 4.3
+#     falls back to CNI, where names resolve only with a dnsname plugin Debian does not ship.
 set -euo pipefail
 conf=/etc/containers/containers.conf
 marker="# Written by mlkube images/setup-podman.sh"
@@ -28,5 +31,8 @@ default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]
 
 [engine]
 runtime = "runc"
+
+[network]
+network_backend = "netavark"
 CONF
-echo "wrote $conf (runtime runc, nofile $nofile, nproc $nproc)"
+echo "wrote $conf (runtime runc, netavark, nofile $nofile, nproc $nproc)"
