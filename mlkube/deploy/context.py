@@ -28,8 +28,9 @@ HttpFn = Callable[[str, str, bytes | None, Mapping[str, str]], tuple[int, bytes]
 TOOL_HINTS = {
     "docker": "install Docker (Docker Desktop, or Docker Engine on Linux): "
     "https://docs.docker.com/get-docker/",
-    "podman": "install Podman (Debian/Ubuntu: apt-get install podman; as root on a cgroup v1 "
-    "host also run images/setup-podman.sh): https://podman.io/docs/installation",
+    "podman": "install Podman (Debian/Ubuntu: apt-get install podman netavark aardvark-dns; as "
+    "root on a cgroup v1 host also run images/setup-podman.sh): "
+    "https://podman.io/docs/installation",
     "kind": "install kind v0.31+: `go install sigs.k8s.io/kind@v0.31.0`, `brew install kind`, or a "
     "release binary (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
     "kubectl": "run `make tools` (puts a pinned kubectl into ./bin), or "
