@@ -520,7 +520,9 @@ def _record(
 
 
 def _verdict(w: Watched, verdict: str, reason: str) -> dict[str, str]:
-    return {w.tag_key: verdict, reason_tag_key(w.namespace, w.name): _short(reason)}
+    # The reason first: the tags are written one at a time in this order, so whoever sees the
+    # verdict (a person in the UI, a test, a GitOps check) sees its reason with it.
+    return {reason_tag_key(w.namespace, w.name): _short(reason), w.tag_key: verdict}
 
 
 def _roll(
