@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mlkube.core.deployment import Phase, pinned_version, rollout_phase
 from mlkube.deploy.options import LOCAL_KUBECONFIG
+from mlkube.mlflow_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = [sys.executable, str(REPO / "hack" / "cluster" / "cluster.py")]
@@ -82,14 +83,16 @@ def poll_only_rollout() -> tuple[str, float]:
     )
     name = svc["items"][0]["metadata"]["name"]
     port = svc["items"][0]["spec"]["ports"][0]["port"]
+    local = free_port()
     forward = subprocess.Popen(
         ["kubectl", f"--kubeconfig={LOCAL_KUBECONFIG}", "-n", NAMESPACE, "port-forward",
-         f"svc/{name}", f"15999:{port}"], stdout=subprocess.PIPE, text=True,
+         "--address", "127.0.0.1", f"svc/{name}", f"{local}:{port}"],
+        stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert forward.stdout is not None
         forward.stdout.readline()
-        client = MlflowClient("http://127.0.0.1:15999")
+        client = MlflowClient(f"http://127.0.0.1:{local}")
         for hook in client.list_webhooks():
             client.delete_webhook(hook.webhook_id)
         current = client.get_model_version_by_alias(MODEL, "production").version
@@ -103,7 +106,10 @@ def poll_only_rollout() -> tuple[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cluster",
+        description="Figures of the local cluster and of mlkube on it (make bench-cluster).",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     work = REPO / ".mlkube" / "bench-cluster"
@@ -111,7 +117,7 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     cache = Path("/var/cache/mlkube-cluster")
     cold = not any(cache.glob("*/stamps/kube-*"))
-    took, _ = timed("binaries", ["bash", "hack/cluster/build.sh"], work / "build.log")
+    took, _ = timed("binaries", [*CLUSTER, "build"], work / "build.log")
     rows.append((f"binaries ({'cold build' if cold else 'cached'})", f"{took:.0f} s"))
     was_up = answers()
     if was_up:
