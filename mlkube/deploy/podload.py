@@ -38,6 +38,12 @@ print(json.dumps({'sent': sent, 'failed': failed, 'errors': errors[:20]}), flush
 """.replace("STOP_FILE", repr(STOP_FILE))
 
 
+def report_in(logs: str) -> dict[str, object] | None:
+    """The JSON report the load pod prints last, from its logs; None until it printed it."""
+    lines = [line for line in logs.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
 def serving_url(ctx: Ctx) -> str:
     service = objects.find_one(
         ctx, "service", objects.release_selector(ctx.opts.release, "serving"), "serving Service"
@@ -70,9 +76,7 @@ def stop(ctx: Ctx) -> LoadReport:
     ctx.kubectl("exec", "-n", ns, POD, "--", "touch", STOP_FILE, check=False)
 
     def reported() -> dict[str, object] | None:
-        logs = ctx.kubectl("logs", "-n", ns, POD, check=False).stdout
-        lines = [line for line in logs.splitlines() if line.startswith("{")]
-        return json.loads(lines[-1]) if lines else None
+        return report_in(ctx.kubectl("logs", "-n", ns, POD, check=False).stdout)
 
     data = wait_for(ctx, f"the report of pod/{POD}", reported, timeout=60, interval=1)
     try:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlkube.deploy.ingress import SAMPLE_REQUEST
+from mlkube.deploy.podload import SCRIPT, report_in
 from tests.timeouts import POLL_S
 
 T = TypeVar("T")
@@ -189,9 +191,6 @@ class LoadPod:
         self.report: dict[str, Any] = {}
 
     def __enter__(self) -> LoadPod:
-        from mlkube.deploy.ingress import SAMPLE_REQUEST
-        from mlkube.deploy.podload import SCRIPT
-
         kubectl(
             "run", self.name, "-n", self.namespace, "--restart=Never", f"--image={self.image}",
             "--image-pull-policy=Never", "--labels=app.kubernetes.io/name=test-load",
@@ -212,8 +211,7 @@ class LoadPod:
 
             def reported() -> dict[str, Any] | None:
                 logs = kubectl("logs", "-n", self.namespace, self.name, check=False).stdout
-                lines = [line for line in logs.splitlines() if line.startswith("{")]
-                return json.loads(lines[-1]) if lines else None
+                return report_in(logs)
 
             self.report = eventually(reported, 60, f"the report of pod/{self.name}")
         finally:

@@ -3,6 +3,7 @@ something is wrong. (The real run is tests/e2e/test_kind.py, on a machine with D
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,15 @@ def world(
     return cmds, http
 
 
+def run_e2e(repo: Path, cmds: FakeCommands, http: FakeHttp) -> tuple[int, io.StringIO]:
+    """`make e2e` against the fakes, its cleanups run as the CLI runs them."""
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+    try:
+        return run_steps(plan_e2e(ctx.opts), ctx), out
+    finally:
+        e2e.run_cleanups(ctx)
+
+
 def test_plan() -> None:
     assert [s.key for s in plan_e2e(Options(repo=Path(".")))] == [
         "tools",
@@ -122,11 +132,7 @@ def test_plan() -> None:
 
 def test_full_run(repo: Path) -> None:
     cmds, http = world()
-    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
-    try:
-        code = run_steps(plan_e2e(ctx.opts), ctx)
-    finally:
-        e2e.run_cleanups(ctx)
+    code, out = run_e2e(repo, cmds, http)
     text = out.getvalue()
     assert code == 0, text
 
@@ -169,11 +175,7 @@ def test_full_run(repo: Path) -> None:
 def test_a_failed_request_from_inside_the_cluster_fails(repo: Path) -> None:
     report = '{"sent": 900, "failed": 2, "errors": ["12:00:01 URLError: refused"]}\n'
     cmds, http = world(pod_report=report)
-    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
-    try:
-        code = run_steps(plan_e2e(ctx.opts), ctx)
-    finally:
-        e2e.run_cleanups(ctx)
+    code, out = run_e2e(repo, cmds, http)
     assert code == 1
     assert "2 of 900 requests from inside the cluster failed" in out.getvalue()
     assert "12:00:01 URLError: refused" in out.getvalue()
@@ -218,11 +220,7 @@ def test_a_failed_request_during_the_rollout_fails_and_dumps_everything(repo: Pa
 def test_a_replica_on_the_wrong_version_fails(repo: Path) -> None:
     cmds, http = world()
     http.on("GET", "/model", *[(200, {"version": v}) for v in ("1", "2", "1")])
-    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
-    try:
-        code = run_steps(plan_e2e(ctx.opts), ctx)
-    finally:
-        e2e.run_cleanups(ctx)
+    code, out = run_e2e(repo, cmds, http)
     assert code == 1
     assert "expected version 2 on 2 replicas, /model says {'serving-a': '2', 'serving-b': '1'}" in (
         out.getvalue()
