@@ -1,7 +1,9 @@
-"""The README moves with the code: every env var and make target it should name, it names."""
+"""The docs move with the code: every env var and make target the README should name, it names;
+every relative link in the Markdown resolves."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -42,7 +44,72 @@ def test_every_make_target_named_in_the_readme_exists() -> None:
     assert named <= targets, f"README names missing targets: {sorted(named - targets)}"
 
 
-def test_linked_files_exist() -> None:
-    links = re.findall(r"\]\(((?!https?:)[^)#]+)\)", README)
-    missing = [link for link in links if not (REPO / link).exists()]
-    assert not missing, missing
+# Folders that hold no Markdown of ours: tools, caches, the venv, build output.
+NOT_OURS = {"bin", "node_modules", "__pycache__"}
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|^\s*\[[^\]]+\]:\s*(\S+)", re.M)
+FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+
+
+def markdown_files(root: Path) -> list[Path]:
+    """Every Markdown file of the repository (the same set as `git ls-files '*.md'`, without
+    running git): hidden folders but .github, ./bin and the build output are left out."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [
+            d
+            for d in dirs
+            if not (
+                (d.startswith(".") and d != ".github") or d in NOT_OURS or d.endswith(".egg-info")
+            )
+        ]
+        found += [Path(folder, f) for f in files if f.endswith(".md")]
+    return sorted(found)
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors for a file's headings: lower case, punctuation dropped, spaces to -."""
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*$", FENCE.sub("", markdown), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def dead_links(md: Path) -> list[str]:
+    """The relative links of one Markdown file whose file, or heading, is not there."""
+    text = FENCE.sub("", md.read_text())
+    dead = []
+    for match in LINK.finditer(text):
+        link = match.group(1) or match.group(2)
+        if re.match(r"[a-z][a-z0-9+.-]*:", link) or link.startswith("<"):
+            continue  # https:, mailto: ...: not ours to check here
+        path, _, anchor = link.partition("#")
+        target = (md.parent / path).resolve() if path else md
+        if not target.exists():
+            dead.append(link)
+        elif anchor and target.suffix == ".md" and anchor not in anchors(target.read_text()):
+            dead.append(link)
+    return dead
+
+
+def test_every_relative_link_in_the_markdown_resolves() -> None:
+    files = markdown_files(REPO)
+    assert REPO / "README.md" in files
+    assert REPO / "mlkube" / "deploy" / "README.md" in files
+    dead = {str(md.relative_to(REPO)): links for md in files if (links := dead_links(md))}
+    assert not dead, f"dead relative links (file, or #heading): {dead}"
+
+
+def test_a_dead_link_or_heading_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "guide").mkdir()
+    (tmp_path / "guide" / "README.md").write_text("# Guide\n\n## The images\n")
+    doc = tmp_path / "README.md"
+    doc.write_text(
+        "[ok](guide/README.md) [ok](guide/README.md#the-images) [web](https://x.io/y.md)\n"
+        "[moved](deploy/README.md#images) [gone](guide/README.md#images) [self](#nope)\n"
+        "```sh\n[not a link](in/a/fence.md)\n```\n[ref]: old/place.md\n"
+    )
+    assert markdown_files(tmp_path) == [tmp_path / "README.md", tmp_path / "guide" / "README.md"]
+    assert dead_links(doc) == [
+        "deploy/README.md#images",
+        "guide/README.md#images",
+        "#nope",
+        "old/place.md",
+    ]

@@ -276,8 +276,8 @@ def make_repo(root: Path, app_version: str = "0.1.0") -> Path:
     shutil.copy(REAL_CHART / "values-local.yaml", chart / "values-local.yaml")
     (root / "images").mkdir()
     (root / "images" / "Dockerfile").write_text("FROM scratch\n")
-    (root / "deploy").mkdir()
-    (root / "deploy" / "kind-config.yaml").write_text("kind: Cluster\n")
+    (root / "mlkube" / "deploy").mkdir(parents=True)
+    (root / "mlkube" / "deploy" / "kind-config.yaml").write_text("kind: Cluster\n")
     return root
 
 

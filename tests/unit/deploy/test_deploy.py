@@ -171,7 +171,7 @@ def test_kind_first_deploy_creates_the_cluster_and_its_ingress(repo: Path, tmp_p
 
     [create] = cmds.ran("kind", "create", "cluster")
     assert option(create, "--name") == "mlkube"
-    assert option(create, "--config") == str(repo / "deploy" / "kind-config.yaml")
+    assert option(create, "--config") == str(repo / "mlkube" / "deploy" / "kind-config.yaml")
     assert "creating kind cluster mlkube from kind-config.yaml" in run.text
     # The single node takes load-balancer traffic: kubeadm's exclusion label is removed.
     [label] = cmds.ran("kubectl", "label")
