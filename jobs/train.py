@@ -2,7 +2,10 @@
 
     python -m jobs.train [--data PATH_OR_URL --target COLUMN] [--classifier ...] [--seed N]
 
-Exit codes: 0 trained (promoted or not), 2 bad input, 1 MLflow unreachable or run failed.
+A run identical to the champion (same data, seed, classifier, params and code) is logged but
+not registered: one line says so (``--force-register`` registers it anyway).
+Exit codes: 0 trained (registered or not, promoted or not), 2 bad input, 1 MLflow unreachable
+or run failed.
 The flags are parsed before MLflow and scikit-learn are imported (:mod:`jobs.training`)."""
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--force-promote", action="store_true", help="move the alias whatever the scores"
     )
+    parser.add_argument(
+        "--force-register", action="store_true",
+        help="register a new version even when the run is identical to the champion "
+        "(same data, seed, classifier, params and code)",
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -71,14 +79,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = train(
-            settings, params=params, promote=not args.no_promote, force_promote=args.force_promote
+            settings,
+            params=params,
+            promote=not args.no_promote,
+            force_promote=args.force_promote,
+            force_register=args.force_register,
         )
     except (DataError, ValueError, Unreachable) as exc:
         return report_failure(exc, settings)
-    sys.stdout.write(
-        f"run {result.run_id}: {settings.model_name} v{result.version} "
-        f"{result.decision.summary()}\n"
-    )
+    if result.decision is None:
+        sys.stdout.write(
+            f"run {result.run_id}: {settings.model_name} skipped: {result.registration.reason}; "
+            "not registered (--force-register registers it anyway)\n"
+        )
+    else:
+        sys.stdout.write(
+            f"run {result.run_id}: {settings.model_name} v{result.version} "
+            f"{result.decision.summary()}\n"
+        )
     return 0
 
 

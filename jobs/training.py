@@ -17,7 +17,16 @@ from mlflow.models import infer_signature
 
 from jobs.cli import git_commit
 from jobs.data import IRIS_SOURCE, Dataset, bootstrap, holdout_split, load_dataset
-from jobs.gate import Decision, run_gate
+from jobs.gate import Decision, champion_version, run_gate
+from jobs.identity import (
+    Identity,
+    Registration,
+    champion_identity,
+    code_version,
+    data_fingerprint,
+    decide_registration,
+    params_identity,
+)
 from jobs.model import build_pipeline, score
 from jobs.settings import TrainSettings
 from mlkube.core.check_rows import check_metadata
@@ -30,10 +39,11 @@ log = logging.getLogger("jobs.train")
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
-    version: str
+    version: str | None  # None: not registered (identical to the champion)
     scores: dict[str, float]
-    decision: Decision
+    decision: Decision | None  # the gate's; None when nothing was registered
     seed: int
+    registration: Registration
 
 
 def seed_for(now: datetime) -> int:
@@ -47,12 +57,23 @@ def train(
     params: dict[str, Any] | None = None,
     promote: bool = True,
     force_promote: bool = False,
+    force_register: bool = False,
     now: datetime | None = None,
 ) -> TrainResult:
-    """The whole run. Raises DataError/ValueError on bad input, Unreachable when MLflow is down."""
+    """The whole run. Raises DataError/ValueError on bad input, Unreachable when MLflow is down.
+    A challenger identical to the champion (:mod:`jobs.identity`) is logged, not registered,
+    unless ``force_register``."""
     dataset = load_dataset(settings.data, settings.target)
     seed = settings.seed if settings.seed is not None else seed_for(now or datetime.now(UTC))
     pipeline = build_pipeline(settings.classifier, params or {}, seed)
+    requirements = model_requirements()
+    identity = Identity(
+        data=data_fingerprint(dataset.frame, dataset.target),
+        seed=str(seed),
+        classifier=settings.classifier,
+        params=params_identity(pipeline.named_steps["classify"].get_params(deep=False)),
+        code=code_version(requirements),
+    )
     log.info(
         "data %s: %d rows, %d features, %d classes; bootstrap seed %d",
         dataset.source, len(dataset.frame), len(dataset.features), dataset.y.nunique(), seed,
@@ -65,7 +86,7 @@ def train(
 
     split = holdout_split(dataset)
     X_boot, y_boot = bootstrap(split.X_train, split.y_train, seed)
-    with mlflow.start_run(tags=_run_tags(settings, seed)) as run:
+    with mlflow.start_run(tags={**_run_tags(settings, seed), **identity.tags()}) as run:
         _log_lineage(dataset, split.X_holdout.index)
         pipeline.fit(X_boot, y_boot)
         scores = score(pipeline, split.X_holdout, split.y_holdout)
@@ -82,6 +103,24 @@ def train(
         )
         mlflow.log_metrics(scores)
         log.info("holdout: %s", ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        current = champion_version(client, settings.model_name, settings.model_alias)
+        champion = None
+        if current is not None and not force_register:
+            champion = champion_identity(client, settings.model_name, current)
+        registration = decide_registration(identity, current, champion, force=force_register)
+        if not registration.register:
+            # The run (params, metrics, lineage, identity) is the audit trail; the model is not
+            # logged again: the champion's version already holds this very model.
+            mlflow.set_tags(
+                {
+                    f"{TAG_PREFIX}.decision": "skipped",
+                    f"{TAG_PREFIX}.decision_reason": registration.reason,
+                    f"{TAG_PREFIX}.identical_to": str(current),
+                }
+            )
+            log.info("%s: skipped: %s", settings.model_name, registration.reason)
+            return TrainResult(run.info.run_id, None, scores, None, seed, registration)
+        log.info("registering: %s", registration.reason)
         example = split.X_holdout.head(3)
         info = mlflow.sklearn.log_model(
             pipeline,
@@ -91,7 +130,7 @@ def train(
             registered_model_name=settings.model_name,
             # Explicit requirements: MLflow's inference imports the model in a subprocess and
             # costs ~30 s a run; these are exactly what the pipeline needs to load.
-            pip_requirements=model_requirements(),
+            pip_requirements=requirements,
             skops_trusted_types=trusted_types(pipeline),
             # The holdout rows and the training range, with the version: the model server
             # checks its compiled form of the model against scikit-learn on them.
@@ -103,6 +142,9 @@ def train(
         )
         version = str(info.registered_model_version)
         log.info("registered %s v%s", settings.model_name, version)
+        # Before the gate can make it the champion: the next run compares itself with these.
+        for key, value in identity.tags().items():
+            client.set_model_version_tag(settings.model_name, version, key, value)
         decision = run_gate(
             client,
             model_name=settings.model_name,
@@ -118,7 +160,7 @@ def train(
             no_promote=not promote,
         )
     log.info("%s v%s: %s", settings.model_name, version, decision.summary())
-    return TrainResult(run.info.run_id, version, scores, decision, seed)
+    return TrainResult(run.info.run_id, version, scores, decision, seed, registration)
 
 
 def model_requirements() -> list[str]:

@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from jobs.data import IRIS_FEATURES, load_iris_frame
+from jobs.identity import Identity
 from jobs.promote import main as promote_main
 from jobs.train import main as train_main
 from mlkube.mlflow_server import free_port
@@ -90,14 +92,108 @@ def test_better_challenger_takes_over(mlflow_env: str, model_name: str) -> None:
     assert " (v1), +" in description, description
 
 
-def test_equal_challenger_keeps_the_champion(mlflow_env: str, model_name: str) -> None:
+def forget_identity(client: MlflowClient, name: str, version: str, *, run: bool) -> None:
+    """What a version registered before identities were recorded looks like (its run too)."""
+    mv = client.get_model_version(name, version)
+    for key in [k for k in mv.tags if k.startswith("mlkube.identity.")]:
+        client.delete_model_version_tag(name, version, key)
+        if run:
+            client.delete_tag(mv.run_id, key)
+
+
+def versions(client: MlflowClient, name: str) -> list[str]:
+    return sorted(str(v.version) for v in client.search_model_versions(f"name='{name}'"))
+
+
+def runs(client: MlflowClient, name: str) -> list[Any]:
+    experiment = client.get_experiment_by_name("mlkube-training")
+    assert experiment is not None
+    found = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlkube.model_name` = '{name}'", order_by=["start_time"]
+    )
+    return list(found)
+
+
+def test_a_run_identical_to_the_champion_is_logged_not_registered(
+    mlflow_env: str, model_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same data, seed, classifier, params and code (a same-day `make train`): one version."""
     client = MlflowClient(mlflow_env)
     assert train(model_name) == 0
-    assert train(model_name) == 0  # same seed, same data: the same score
+    assert train(model_name) == 0
+    assert versions(client, model_name) == ["1"]
+    assert alias_version(client, model_name) == "1"
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith(
+        f"{model_name} skipped: identical to the champion v1 (same data, seed, classifier, "
+        "params and code); not registered (--force-register registers it anyway)"
+    ), last
+    # Both runs are logged, with the same identity; the second says why it registered nothing.
+    first, second = runs(client, model_name)
+    identity = {k: v for k, v in first.data.tags.items() if k.startswith("mlkube.identity.")}
+    assert set(identity) == {f"mlkube.identity.{p}" for p in
+                             ("data", "seed", "classifier", "params", "code")}  # fmt: skip
+    assert version_tags(client, model_name, "1").items() >= identity.items()
+    assert second.data.tags.items() >= identity.items()
+    assert second.data.tags["mlkube.decision"] == "skipped"
+    assert second.data.tags["mlkube.identical_to"] == "1"
+    assert {"accuracy", "f1_macro"} <= set(second.data.metrics)
+    assert client.get_model_version(model_name, "1").description.startswith("promoted: ")
+
+
+def test_a_changed_seed_or_param_registers_a_new_version(mlflow_env: str, model_name: str) -> None:
+    client = MlflowClient(mlflow_env)
+    assert train(model_name) == 0
+    assert train(model_name, "--param", "C=1.0") == 0  # the default, said aloud: the same model
+    assert versions(client, model_name) == ["1"]
+    assert train_main(["--model-name", model_name, "--seed", "8"]) == 0
+    assert train(model_name, "--param", "C=0.5") == 0
+    assert versions(client, model_name) == ["1", "2", "3"]
+    v2 = client.get_model_version(model_name, "2")
+    assert v2.tags["mlkube.identity.seed"] == "8"
+    assert v2.description.startswith(("promoted: f1_macro", "not promoted: f1_macro"))
+    assert " (v1)" in v2.description, v2.description  # judged against the champion, as before
+
+
+def test_force_register_registers_an_identical_run_and_the_gate_keeps_the_champion(
+    mlflow_env: str, model_name: str
+) -> None:
+    client = MlflowClient(mlflow_env)
+    assert train(model_name) == 0
+    assert train(model_name, "--force-register") == 0  # same seed, same data: the same score
     assert alias_version(client, model_name) == "1"
     tags = version_tags(client, model_name, "2")
     assert tags["mlkube.decision_reason"] == "tie: the champion stays"
     assert float(tags["mlkube.delta"]) == 0.0
+    assert Identity.from_tags(tags) == Identity.from_tags(version_tags(client, model_name, "1"))
+
+
+def test_a_champion_from_before_identities_is_never_identical(
+    mlflow_env: str, model_name: str
+) -> None:
+    client = MlflowClient(mlflow_env)
+    assert train(model_name) == 0
+    forget_identity(client, model_name, "1", run=True)
+    assert train(model_name) == 0
+    assert versions(client, model_name) == ["1", "2"]
+    assert version_tags(client, model_name, "2")["mlkube.decision_reason"] == (
+        "tie: the champion stays"
+    )
+
+
+def test_identity_is_read_from_the_run_of_a_version_registered_by_promote(
+    mlflow_env: str, model_name: str
+) -> None:
+    """A training run registered later by `jobs.promote` (no identity tags on its version)."""
+    client = MlflowClient(mlflow_env)
+    assert train(model_name, "--classifier", "dummy") == 0  # v1, the champion
+    assert train(model_name, "--no-promote") == 0  # v2, better but held back
+    run_id = client.get_model_version(model_name, "2").run_id
+    forget_identity(client, model_name, "2", run=False)
+    assert promote_main(["--run-id", run_id, "--model-name", model_name]) == 0
+    assert alias_version(client, model_name) == "2"
+    assert train(model_name) == 0  # the same run again: identical to v2, read from its run
+    assert versions(client, model_name) == ["1", "2"]
 
 
 def test_margin_no_promote_and_force(mlflow_env: str, model_name: str) -> None:
@@ -106,7 +202,8 @@ def test_margin_no_promote_and_force(mlflow_env: str, model_name: str) -> None:
     assert train(model_name, "--min-improvement", "0.99") == 0  # wins, not by 0.99
     assert train(model_name, "--no-promote") == 0
     assert alias_version(client, model_name) == "1"
-    assert train(model_name, "--classifier", "dummy", "--force-promote") == 0
+    # Another seed: a dummy identical to the champion v1 would not be registered at all.
+    assert train(model_name, "--classifier", "dummy", "--seed", "8", "--force-promote") == 0
     assert alias_version(client, model_name) == "4"
 
 
@@ -207,7 +304,8 @@ def test_gate_never_overwrites_a_champion_it_did_not_judge(
 
     client = MlflowClient(mlflow_env)
     assert train(model_name, "--classifier", "dummy") == 0  # v1 champion
-    assert train(model_name, "--classifier", "dummy", "--no-promote") == 0  # v2, a bystander
+    # v2, a bystander (identical to v1: registered only because it is forced)
+    assert train(model_name, "--classifier", "dummy", "--no-promote", "--force-register") == 0
     real_score = jobs.gate.score_version
 
     def score_while_someone_promotes(*args, **kwargs):  # type: ignore[no-untyped-def]
