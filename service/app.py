@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error handlers, metrics, and the model's lifecycle.
+"""The FastAPI application: the API (service.api), error handlers, metrics, the model lifecycle.
 
 ``create_app`` builds everything but loads nothing; ``lifespan`` starts the loader (which retries
 until the registry answers) and the micro-batcher, and stops both at shutdown."""
@@ -17,31 +17,19 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.routing import Match, Route
-from starlette.types import Scope
 
 import service
+from service.api import ENDPOINTS
 from service.batching import MicroBatcher, Predictor
+from service.dataplane import DataPlane
+from service.endpoints import EndpointRoute, openapi
 from service.errors import install_error_handlers
 from service.metrics import Metrics, MetricsMiddleware
 from service.model import LoadedModel
 from service.registry import ModelStore, keep_loaded
-from service.routers import health, info, invocations, predict, v2
-from service.routers._common import ServiceState
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-class _HotRoute(Route):
-    """A plain Starlette route that, like FastAPI's, records itself in the scope (the metrics
-    middleware labels requests with the matched route's template)."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match is not Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
 
 
 DOCS_ASSETS = "/docs/assets"
@@ -83,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     else:
         predictor = Predictor(executor, observe=metrics.observe_batch)
-    state = ServiceState(settings, store, metrics, predictor, datetime.now(UTC))
+    dataplane = DataPlane(settings, store, metrics, predictor, datetime.now(UTC))
 
     def on_loaded(model: LoadedModel, previous: LoadedModel | None) -> None:
         metrics.model_loaded(model, previous)
@@ -116,37 +104,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await predictor.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
-        title="mlkube model server",
-        version=service.__version__,
-        description=(
+    title, description = (
+        "mlkube model server",
+        (
             "Serves the MLflow registered model the alias points to (or the pinned version). "
             "Three dialects: `/predict` (mlkube), `/invocations` (as `mlflow models serve`), "
             "`/v2/...` (Open Inference Protocol). Probes: `/healthz/live`, `/healthz/ready`."
         ),
+    )
+    app = FastAPI(
+        title=title,
+        version=service.__version__,
+        description=description,
         lifespan=lifespan,
         # FastAPI's own pages load Swagger UI and ReDoc from a CDN: blank on an air-gapped
         # cluster. /docs is served below from the swagger-ui-bundle package instead.
         docs_url=None,
         redoc_url=None,
     )
-    app.state.service = state
+    app.state.dataplane = dataplane
+    # Every API route is a plain Starlette route declared once in service.api, and documented
+    # from that same declaration (see service.endpoints for why not FastAPI routes).
+    app.router.routes[:0] = [EndpointRoute(e) for e in ENDPOINTS]
+    document = openapi(ENDPOINTS, title=title, version=service.__version__,
+                       description=description)  # fmt: skip
+    app.openapi = lambda: document  # type: ignore[method-assign]
     _serve_docs(app)
     install_error_handlers(app)
-    # Hot routes first: a request is matched against the routes in this order.
-    for router in (invocations.router, predict.router, v2.router, health.router, info.router):
-        app.include_router(router)
-    # FastAPI's per-request machinery (dependency resolution, scope bookkeeping) costs ~90 us of
-    # CPU per request here, a third of a whole request. The prediction routes read the raw
-    # request anyway, so they are served by plain Starlette routes ahead of the FastAPI ones:
-    # same handlers, same error handlers and metrics; the FastAPI routes still document them
-    # in OpenAPI.
-    hot = [
-        _HotRoute("/invocations", invocations.invocations, methods=["POST"]),
-        _HotRoute("/predict", predict.predict, methods=["POST"]),
-        _HotRoute("/v2/models/{name}/infer", v2.infer_raw, methods=["POST"]),
-        _HotRoute("/v2/models/{name}/versions/{version}/infer", v2.infer_raw, methods=["POST"]),
-    ]
-    app.router.routes[:0] = hot
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -34,11 +34,6 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-# Readiness and liveness polls: hundreds of 503s while a model loads are not traffic.
-PROBE_ROUTES = frozenset({"/healthz/live", "/healthz/ready", "/ping", "/health",
-                          "/v2/health/live", "/v2/health/ready"})  # fmt: skip
-
-
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -87,8 +82,11 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        if route in PROBE_ROUTES:
+    def observe_request(self, route: str, method: str, status: int, seconds: float, *,
+                        probe: bool = False) -> None:  # fmt: skip
+        """One answered request; health checks (``probe``: readiness and liveness polls,
+        hundreds of 503s while a model loads) go to their own series, not the traffic's."""
+        if probe:
             self.probes.labels(route, str(status)).inc()
             return
         key = (route, method, status)
@@ -163,4 +161,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or UNMATCHED
-            self.metrics.observe_request(path, scope["method"], status, time.perf_counter() - start)
+            self.metrics.observe_request(path, scope["method"], status,
+                                         time.perf_counter() - start,
+                                         probe=getattr(route, "probe", False))  # fmt: skip

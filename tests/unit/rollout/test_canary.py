@@ -23,7 +23,7 @@ def served(ok: int, errors: int, seconds: float, classes: dict[str, int]) -> str
     for _ in range(errors):
         metrics.observe_request("/invocations", "POST", 500, seconds)
     for _ in range(30):
-        metrics.observe_request("/healthz/ready", "GET", 200, 0.001)  # probes do not count
+        metrics.observe_request("/healthz/ready", "GET", 200, 0.001, probe=True)  # not counted
     for label, count in classes.items():
         metrics.count_predictions("2", np.array([label] * count))
     from prometheus_client import generate_latest

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from service.errors import PayloadTooLarge
-from service.mlflow_compat import (
+from service.api.mlflow import (
     fast_features,
     is_plain_json,
     mlflow_invocations,
     predictions_json,
 )
+from service.errors import PayloadTooLarge
 from service.model import LoadedModel
 from tests.unit.service.conftest import FEATURES
 

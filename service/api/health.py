@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
+from service.dataplane import plane
+from service.endpoints import Endpoints
 from service.errors import json_response
-from service.routers._common import state_of
 
-router = APIRouter(prefix="/healthz", tags=["health"])
+api = Endpoints(tags=["health"])
 
 _READY_EXAMPLE = {"status": "ready", "model_name": "iris-classifier", "model_version": "3"}
 _LOADING_EXAMPLE = {
@@ -22,14 +23,15 @@ _LOADING_EXAMPLE = {
 }
 
 
-@router.get("/live", summary="Liveness: 200 while the process answers")
-async def live() -> Response:
+@api.get("/healthz/live", summary="Liveness: 200 while the process answers", probe=True)
+async def live(_request: Request) -> Response:
     return json_response({"status": "alive"})
 
 
-@router.get(
-    "/ready",
+@api.get(
+    "/healthz/ready",
     summary="Readiness: 200 once the model is loaded, 503 before",
+    probe=True,
     responses={
         200: {"content": {"application/json": {"example": _READY_EXAMPLE}}},
         503: {"content": {"application/json": {"example": _LOADING_EXAMPLE}}},
@@ -40,8 +42,8 @@ async def ready(request: Request) -> Response:
 
 
 def readiness(request: Request) -> Response:
-    state = state_of(request)
-    model = state.store.current
+    dataplane = plane(request)
+    model = dataplane.store.current
     if model is not None:
         body: dict[str, Any] = {
             "status": "ready",
@@ -52,9 +54,9 @@ def readiness(request: Request) -> Response:
     return json_response(
         {
             "status": "loading",
-            "model": state.settings.model_uri_description,
-            "attempts": state.store.attempts,
-            "last_error": state.store.last_error,
+            "model": dataplane.settings.model_uri_description,
+            "attempts": dataplane.store.attempts,
+            "last_error": dataplane.store.last_error,
         },
         503,
     )

@@ -7,27 +7,32 @@ each row's class probabilities when the model has them, and the model version th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
 
+from service.dataplane import plane
+from service.endpoints import Endpoints
 from service.errors import InvalidInput, NotSupportedByModel
-from service.model import LoadedModel, Prediction
-from service.routers._common import parse_json, read_body, state_of
+from service.model import Prediction
 
-router = APIRouter(tags=["predict"])
+api = Endpoints(tags=["predict"])
 
-_ROW = {
-    "anyOf": [
-        {"type": "array", "items": {"type": "number"}, "minItems": 1,
-         "description": "values in the order of the model's signature"},
-        {"type": "object", "additionalProperties": {"type": "number"}, "minProperties": 1,
-         "description": "values by feature name"},
-    ]
-}  # fmt: skip
-_INSTANCES = {"type": "array", "items": _ROW, "minItems": 1}
+Value = float | int | str | bool
+Row = Annotated[list[Value], Field(min_length=1, description="values in the model's signature "
+               "order")] | Annotated[dict[str, Value], Field(min_length=1,
+               description="values by feature name")]  # fmt: skip
+Instances = Annotated[list[Row], Field(min_length=1)]
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instances: Instances
+
+
 _EXAMPLE = {
     "instances": [
         [5.1, 3.5, 1.4, 0.2],
@@ -45,43 +50,25 @@ _ERROR = {"content": {"application/json": {"example": {
     "error": "invalid_input", "message": "instances[0].sepal_width must be a number, got a "
     "string '3.5'", "field": "instances[0].sepal_width"}}}}  # fmt: skip
 
-OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "anyOf": [
-                        {"type": "object", "required": ["instances"],
-                         "properties": {"instances": _INSTANCES}, "additionalProperties": False},
-                        _INSTANCES,
-                    ]
-                },
-                "example": _EXAMPLE,
-            }
-        },
-    }
-}  # fmt: skip
 
-
-@router.post(
+@api.post(
     "/predict",
     summary="Predict rows given as lists or objects",
-    openapi_extra=OPENAPI,
-    response_class=Response,
+    body=PredictRequest | Instances,
+    example=_EXAMPLE,
     responses={
         200: {"content": {"application/json": {"example": _RESPONSE_EXAMPLE}}},
         400: {"description": "the body is not JSON"},
         413: {"description": "body or row count over the limit"},
         422: {"description": "the rows do not fit the model's signature", **_ERROR},
+        501: {"description": "the model has no column signature: use /invocations"},
         503: {"description": "no model loaded yet"},
     },
 )
 async def predict(request: Request) -> Response:
-    state = state_of(request)
-    model = state.store.require()
-    settings = state.settings
-    payload = parse_json(await read_body(request, settings.max_body_bytes))
+    dataplane = plane(request)
+    model = dataplane.model()
+    payload = await dataplane.json_body(request)
     if model.schema is None:
         raise NotSupportedByModel(
             "this model has no column signature to validate /predict against: use /invocations"
@@ -96,14 +83,13 @@ async def predict(request: Request) -> Response:
         instances = payload["instances"]
     else:
         instances = payload
-    features = model.schema.rows(instances, where="instances", max_rows=settings.max_rows)
-    result = await state.predictor.predict(model, features, model.has_proba)
-    state.metrics.count_predictions(result.model.info.version, result.labels)
+    features = model.schema.rows(instances, where="instances", max_rows=dataplane.settings.max_rows)
+    result = await dataplane.predict(model, features, model.has_proba)
     return Response(orjson.dumps(answer(result)), media_type="application/json")
 
 
 def answer(result: Prediction) -> dict[str, Any]:
-    model: LoadedModel = result.model
+    model = result.model
     body: dict[str, Any] = {
         "model_name": model.info.name,
         "model_version": model.info.version,

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
 
+from service.dataplane import plane
+from service.endpoints import Endpoints
 from service.errors import json_response
-from service.routers._common import state_of
 
-router = APIRouter(tags=["info"])
+api = Endpoints(tags=["info"])
 
 _MODEL_EXAMPLE = {
     "name": "iris-classifier",
@@ -34,14 +35,14 @@ _MODEL_EXAMPLE = {
 }
 
 
-@router.get(
+@api.get(
     "/model",
     summary="The model version being served, its signature and classes",
     responses={200: {"content": {"application/json": {"example": _MODEL_EXAMPLE}}},
                503: {"description": "no model loaded yet"}},
 )  # fmt: skip
 async def model_info(request: Request) -> Response:
-    model = state_of(request).store.require()
+    model = plane(request).model()
     i = model.info
     body: dict[str, Any] = {
         "name": i.name,
@@ -61,7 +62,7 @@ async def model_info(request: Request) -> Response:
     return json_response(body)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@api.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    registry = state_of(request).metrics.registry
+    registry = plane(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,9 +1,10 @@
-"""Open Inference Protocol v2 (KServe, Triton, MLServer): request parsing and answers.
+"""Open Inference Protocol v2 (KServe, Triton, MLServer): health, metadata and ``infer``, with
+and without ``/versions/{version}``.
 
-A request carries either one tensor of shape ``[N, <number of features>]`` (data flat or nested,
-row-major), or one tensor per feature, named like the signature's columns, each of shape ``[N]``
-(MLServer's pandas codec). Outputs follow MLServer's scikit-learn runtime: ``predict`` (the
-default) and ``predict_proba`` (ask for it in ``outputs``).
+An infer request carries either one tensor of shape ``[N, <number of features>]`` (data flat or
+nested, row-major), or one tensor per feature, named like the signature's columns, each of shape
+``[N]`` (MLServer's pandas codec). Outputs follow MLServer's scikit-learn runtime: ``predict``
+(the default) and ``predict_proba`` (ask for it in ``outputs``).
 """
 
 from __future__ import annotations
@@ -11,25 +12,145 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import chain
 from math import prod
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
 
-from service.errors import InvalidInput
+import service
+from service.dataplane import plane
+from service.endpoints import Endpoints
+from service.errors import InvalidInput, NotSupportedByModel, json_response
 from service.model import Array, LoadedModel
 from service.schema import V2_DATATYPES, Features, FeatureSchema, check_row_count
 
+api = Endpoints(tags=["v2 (Open Inference Protocol)"])
+
+# -- what the infer routes accept (the API page's schema; the parsing is below) ----------------
+
+Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                   "INT64", "FP16", "FP32", "FP64", "BYTES"]  # fmt: skip
+
+
+class RequestInput(BaseModel):
+    name: str = Field(min_length=1)
+    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    datatype: Datatype
+    data: list[Any] = Field(description="row-major values, flat or nested as the shape")
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(BaseModel):
+    name: Literal["predict", "predict_proba"]
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = Field(None, min_length=1)
+
+
+_INFER_EXAMPLE = {"id": "42", "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                  "data": [5.1, 3.5, 1.4, 0.2]}],
+                  "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}  # fmt: skip
+_INFER_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": {
+        "model_name": "iris-classifier", "model_version": "3", "id": "42",
+        "outputs": [{"name": "predict", "datatype": "BYTES", "shape": [1], "data": ["setosa"]}]}}}},
+    400: {"description": "the body is not JSON"},
+    404: {"description": "no such model or version here"},
+    413: {"description": "body or row count over the limit"},
+    422: {"description": "the tensors do not fit the model's signature"},
+    501: {"description": "the model has no column signature: use /invocations"},
+    503: {"description": "no model loaded yet"},
+}  # fmt: skip
+_READY_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {"description": "ready", "content": {"application/json": {
+        "example": {"name": "iris-classifier", "ready": True}}}},
+    404: {"description": "this model, or this version of it, is not served here (as metadata "
+          "and infer answer)"},
+    503: {"description": "the model is not loaded yet"},
+}  # fmt: skip
+_METADATA_RESPONSES: dict[int, dict[str, Any]] = {
+    404: {"description": "this model, or this version of it, is not served here"},
+    503: {"description": "no model loaded yet"},
+}
+
+
+@api.get("/v2", summary="Server metadata")
+async def server_metadata(_request: Request) -> Response:
+    return json_response({"name": "mlkube", "version": service.__version__, "extensions": []})
+
+
+@api.get("/v2/health/live", summary="Server liveness", probe=True)
+async def server_live(_request: Request) -> Response:
+    return json_response({"live": True})
+
+
+@api.get("/v2/health/ready", summary="Server readiness: 503 until the model is loaded",
+         probe=True, responses={503: {"description": "the model is not loaded yet"}})  # fmt: skip
+async def server_ready(request: Request) -> Response:
+    ready = plane(request).store.current is not None
+    return json_response({"ready": ready}, 200 if ready else 503)
+
+
+@api.get("/v2/models/{name}", summary="Model metadata", responses=_METADATA_RESPONSES)
+@api.get("/v2/models/{name}/versions/{version}", summary="Model metadata (one version)",
+         responses=_METADATA_RESPONSES)  # fmt: skip
+async def metadata(request: Request) -> Response:
+    params = request.path_params
+    model = plane(request).served(params["name"], params.get("version"))
+    return json_response(model_metadata(model, model.schema))
+
+
+@api.get("/v2/models/{name}/ready", summary="Model readiness", responses=_READY_RESPONSES)
+@api.get("/v2/models/{name}/versions/{version}/ready", summary="Model readiness (one version)",
+         responses=_READY_RESPONSES)  # fmt: skip
+async def ready(request: Request) -> Response:
+    dataplane = plane(request)
+    name, version = request.path_params["name"], request.path_params.get("version")
+    dataplane.check_name(name)
+    model = dataplane.store.current
+    if model is None:
+        return json_response({"name": name, "ready": False}, 503)
+    dataplane.check_version(model, name, version)
+    return json_response({"name": name, "ready": True}, 200)
+
+
+@api.post("/v2/models/{name}/infer", summary="Inference", body=InferenceRequest,
+          example=_INFER_EXAMPLE, responses=_INFER_RESPONSES)  # fmt: skip
+@api.post("/v2/models/{name}/versions/{version}/infer", summary="Inference (one version)",
+          body=InferenceRequest, example=_INFER_EXAMPLE, responses=_INFER_RESPONSES)  # fmt: skip
+async def infer(request: Request) -> Response:
+    dataplane = plane(request)
+    model = dataplane.served(request.path_params["name"], request.path_params.get("version"))
+    payload = await dataplane.json_body(request)
+    if model.schema is None:
+        raise NotSupportedByModel("this model has no column signature: use /invocations")
+    parsed = parse_infer_request(payload, model, model.schema, dataplane.settings.max_rows)
+    result = await dataplane.predict(model, parsed.features, PREDICT_PROBA in parsed.outputs)
+    body = infer_response(parsed, result.model, result.labels, result.proba)
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+# -- parsing and answers ----------------------------------------------------------------------
+
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
-_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
-            "UINT8", "UINT16", "UINT32", "UINT64"}  # fmt: skip
-DATATYPES = _NUMERIC | {"BOOL", "BYTES"}
+DATATYPES: frozenset[str] = frozenset(get_args(Datatype))
+_NUMERIC = DATATYPES - {"BOOL", "BYTES"}
 _KIND_DATATYPES = {"double": _NUMERIC, "float": _NUMERIC, "long": _NUMERIC, "integer": _NUMERIC,
                    "boolean": {"BOOL"}, "string": {"BYTES"}}  # fmt: skip
 
 
 @dataclass(frozen=True)
-class InferRequest:
+class ParsedRequest:
     id: str | None
     features: Features
     outputs: tuple[str, ...]
@@ -37,7 +158,7 @@ class InferRequest:
 
 def parse_infer_request(
     payload: Any, model: LoadedModel, schema: FeatureSchema, max_rows: int
-) -> InferRequest:
+) -> ParsedRequest:
     if not isinstance(payload, dict):
         raise InvalidInput("the body must be a JSON object with an 'inputs' list")
     unknown = set(payload) - {"id", "parameters", "inputs", "outputs"}
@@ -61,7 +182,7 @@ def parse_infer_request(
             f"feature ({schema.describe()}); got tensors {names}",
             field="inputs",
         )
-    return InferRequest(request_id, features, _outputs(payload.get("outputs"), model))
+    return ParsedRequest(request_id, features, _outputs(payload.get("outputs"), model))
 
 
 @dataclass(frozen=True)
@@ -194,7 +315,7 @@ def label_datatype(labels: Array) -> str:
 
 
 def infer_response(
-    request: InferRequest, model: LoadedModel, labels: Array, proba: Array | None
+    request: ParsedRequest, model: LoadedModel, labels: Array, proba: Array | None
 ) -> dict[str, Any]:
     outputs: list[dict[str, Any]] = []
     for name in request.outputs:
@@ -234,7 +355,3 @@ def model_metadata(model: LoadedModel, schema: FeatureSchema | None) -> dict[str
         "inputs": inputs,
         "outputs": outputs,
     }
-
-
-def features_rows(features: Features) -> int:
-    return int(features.shape[0]) if isinstance(features, np.ndarray) else len(features)

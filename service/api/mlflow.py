@@ -1,26 +1,37 @@
-"""``POST /invocations`` exactly as ``mlflow models serve`` answers it.
+"""MLflow's scoring protocol: ``POST /invocations`` (plus ``/ping``, ``/health``, ``/version``),
+answering exactly as ``mlflow models serve`` does, so a client switches by changing the URL.
 
 Requests the fast path understands completely (JSON ``dataframe_split``, ``dataframe_records``,
 ``instances``/``inputs`` as records or columns, every value a finite number, exactly the model's
-columns) are predicted through the micro-batcher and serialized the way MLflow does
-(``json.dumps({"predictions": ...})``). Everything else (CSV, parquet, ``params``, extra or
-missing columns, strings, NaN, malformed JSON...) runs MLflow's own scoring function on the
-loaded pyfunc model, so status codes, error codes and messages are MLflow's, byte for byte.
+columns) are predicted through the data plane and serialized the way MLflow does
+(``json.dumps({"predictions": ...})``). Everything else (CSV, parquet, ``params``, ``index``,
+extra or missing columns, strings, NaN, malformed JSON...) runs MLflow's own scoring function on
+the loaded pyfunc model, so status codes, error codes and messages are MLflow's, byte for byte.
 The only differences: where MLflow would answer 500 because of the request (a missing
 Content-Type, an exception its parser does not catch) this server answers 415 or 400, and the
-body and row limits answer 413.
+body and row limits answer 413 for every request shape.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
-from typing import Any
+from importlib.metadata import version
+from importlib.util import find_spec
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
 
-from service.errors import InvalidInput
+from service.api.health import readiness
+from service.dataplane import DataPlane, content_type, plane
+from service.endpoints import Endpoints
+from service.errors import InvalidInput, UnsupportedMediaType
 from service.model import LoadedModel
 from service.schema import FeatureSchema, check_row_count
 
@@ -28,9 +39,133 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_CSV = "text/csv"
+CONTENT_TYPE_PARQUET = "application/vnd.apache.parquet"
 # As MLflow lists them in its 415 message.
-CONTENT_TYPES = [CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, "application/vnd.apache.parquet"]
+CONTENT_TYPES = [CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET]
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+# Parquet is read by pandas through pyarrow, which the serve image does not ship (130 MB):
+# there the route answers 415 saying so, and the API page does not list it.
+PARQUET = find_spec("pyarrow") is not None
+
+api = Endpoints(tags=["mlflow"])
+
+# -- what the route accepts (the API page's schema; the parsing is below and in MLflow) --------
+
+Scalar = float | int | str | bool | None
+Records = Annotated[list[dict[str, Scalar]], Field(min_length=1, description="one object per row")]
+Columns = Annotated[dict[str, list[Scalar]], Field(description="one list per column")]
+Tensor = Annotated[list[Any], Field(description="a tensor, for models with a tensor signature")]
+Params = Annotated[
+    dict[str, Any] | None,
+    Field(description="inference parameters, checked against the model's params schema"),
+]
+
+
+class DataframeSplit(BaseModel):
+    columns: list[str] | None = None
+    data: list[list[Scalar]] | list[Scalar]
+    index: list[int | str] | None = Field(None, description="row labels (pandas' split orient)")
+
+
+class _Format(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: Params = None
+
+
+class SplitRequest(_Format):
+    dataframe_split: DataframeSplit
+
+
+class RecordsRequest(_Format):
+    dataframe_records: Records
+
+
+class InstancesRequest(_Format):
+    instances: Records | Columns | Tensor
+
+
+class InputsRequest(_Format):
+    inputs: Records | Columns | Tensor
+
+
+InvocationsRequest = Annotated[
+    SplitRequest | RecordsRequest | InstancesRequest | InputsRequest,
+    Field(description="exactly one of MLflow's four input formats, with optional params"),
+]
+_OTHER_BODIES = {
+    "text/csv": {
+        "schema": {"type": "string", "description": "a header line, then one line per row"},
+        "example": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n",
+    },
+    **({CONTENT_TYPE_PARQUET: {"schema": {"type": "string", "format": "binary"}}}
+       if PARQUET else {}),
+}  # fmt: skip
+
+
+@api.post(
+    "/invocations",
+    summary="MLflow scoring protocol (as `mlflow models serve`)",
+    body=InvocationsRequest,
+    example={"dataframe_split": {
+        "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        "data": [[5.1, 3.5, 1.4, 0.2]]}},
+    other_bodies=_OTHER_BODIES,
+    responses={
+        200: {"content": {CONTENT_TYPE_JSON: {"example": {"predictions": ["setosa"]}}}},
+        400: {"description": 'MLflow\'s error: {"error_code": ..., "message": ...}'},
+        413: {"description": "body or row count over the limit"},
+        415: {"description": "unsupported content type"},
+        503: {"description": "no model loaded yet"},
+    },
+)  # fmt: skip
+async def invocations(request: Request) -> Response:
+    dataplane = plane(request)
+    model = dataplane.model()
+    settings = dataplane.settings
+    body = await dataplane.body(request)
+    media = content_type(request)
+    X = fast_features(body, media, model.schema, settings.max_rows)
+    if X is not None:
+        result = await dataplane.predict(model, X, False)
+        return Response(result.model.predictions_json(result.labels), media_type=CONTENT_TYPE_JSON)
+    if not PARQUET and _mime(media) == CONTENT_TYPE_PARQUET:
+        raise UnsupportedMediaType(
+            "parquet needs pyarrow, which this server's image does not ship: send JSON or CSV"
+        )
+    check_request_rows(body, media, settings.max_rows)
+    status, content, media_type = await asyncio.to_thread(mlflow_invocations, body, media, model)
+    if status == 200:
+        _count(dataplane, model.info.version, content)
+    return Response(content, status_code=status, media_type=media_type)
+
+
+def _count(dataplane: DataPlane, version: str, content: str | bytes) -> None:
+    try:
+        predictions = orjson.loads(content).get("predictions")
+    except (orjson.JSONDecodeError, AttributeError):
+        return
+    if isinstance(predictions, list) and predictions and not isinstance(predictions[0], dict):
+        dataplane.metrics.count_predictions(version, np.asarray(predictions, dtype=object))
+
+
+@api.get("/ping", summary="MLflow's health check: 200 once the model is loaded", probe=True)
+async def ping(request: Request) -> Response:
+    return readiness(request)
+
+
+@api.get("/health", summary="Same as /ping", probe=True)
+async def health(request: Request) -> Response:
+    return readiness(request)
+
+
+@api.get("/version", summary="The MLflow version this server is compatible with")
+async def mlflow_version(_request: Request) -> Response:
+    return Response(version("mlflow-skinny"), media_type=CONTENT_TYPE_JSON)
+
+
+# -- parsing ------------------------------------------------------------------------------------
 
 
 def is_plain_json(content_type: str | None) -> bool:
@@ -77,9 +212,14 @@ def fast_features(
 
 def check_request_rows(body: bytes, content_type: str | None, max_rows: int) -> None:
     """SERVE_MAX_ROWS for the requests MLflow's own parser handles: JSON in any of its formats
-    (with ``index``, ``params`` or columns the fast path does not take) and CSV. Raises
+    (with ``index``, ``params`` or columns the fast path does not take), CSV and parquet. Raises
     PayloadTooLarge naming the field; leaves anything it cannot count to MLflow's answer."""
-    mime = (content_type or "").partition(";")[0].strip()
+    mime = _mime(content_type)
+    if mime == CONTENT_TYPE_PARQUET and PARQUET:
+        rows = _parquet_rows(body)
+        if rows is not None and rows > max_rows:
+            check_row_count(rows, max_rows, where="parquet")
+        return
     if mime == CONTENT_TYPE_CSV:
         # One line per row after the header (a quoted newline only makes this count high).
         lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
@@ -103,6 +243,21 @@ def check_request_rows(body: bytes, content_type: str | None, max_rows: int) -> 
             value = [None] * max(lengths, default=0)
         if type(value) is list and len(value) > max_rows:
             check_row_count(len(value), max_rows, where=key)
+
+
+def _mime(content_type: str | None) -> str:
+    return (content_type or "").partition(";")[0].strip()
+
+
+def _parquet_rows(body: bytes) -> int | None:
+    """The row count from the file's footer (nothing is decoded); None when it is not parquet."""
+    import pyarrow.lib
+    import pyarrow.parquet
+
+    try:
+        return int(pyarrow.parquet.ParquetFile(io.BytesIO(body)).metadata.num_rows)
+    except (pyarrow.lib.ArrowException, OSError):
+        return None
 
 
 def _records(value: Any, schema: FeatureSchema, max_rows: int) -> np.ndarray[Any, Any] | None:

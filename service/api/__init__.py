@@ -1,0 +1,14 @@
+"""The HTTP API: one module per dialect (``predict``: mlkube's own, ``mlflow``: as
+``mlflow models serve``, ``v2``: the Open Inference Protocol), each parsing its format and
+formatting its answer around the data plane (``service.dataplane``); ``health`` and ``info``
+(the model, metrics) beside them. Every route is declared once (``service.endpoints``)."""
+
+from __future__ import annotations
+
+from service.api import health, info, mlflow, predict, v2
+from service.endpoints import Endpoint
+
+# Prediction routes first: a request is matched against the routes in this order.
+ENDPOINTS: list[Endpoint] = [
+    *mlflow.api, *predict.api, *v2.api, *health.api, *info.api,
+]  # fmt: skip

@@ -1,0 +1,127 @@
+"""The data plane: what every dialect does with a request, written once.
+
+Each dialect (``service.api.predict``, ``.mlflow``, ``.v2``) only parses its request format into
+features and formats the answer; the model lookup, the bounded body read, the prediction (through
+the micro-batcher) and its metrics happen here, the same for all three (as KServe's ``DataPlane``
+serves its v1 and v2 protocols).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from service.batching import Predictor
+from service.errors import MalformedBody, ModelNotFound, PayloadTooLarge
+from service.metrics import Metrics
+from service.model import LoadedModel, Prediction
+from service.registry import ModelStore
+from service.schema import Features
+from service.settings import Settings
+
+# Reading (and dropping) at most this much of an oversized body lets the client finish sending
+# and read the 413, instead of seeing its connection reset mid-upload.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass
+class DataPlane:
+    settings: Settings
+    store: ModelStore
+    metrics: Metrics
+    predictor: Predictor
+    started_at: datetime
+
+    def model(self) -> LoadedModel:
+        """The model being served; ModelNotLoaded (503) before the first load."""
+        return self.store.require()
+
+    def served(self, name: str, version: str | None = None) -> LoadedModel:
+        """The model when ``name`` (and ``version``, if given) is what this server serves;
+        ModelNotFound (404) otherwise, ModelNotLoaded (503) before the first load."""
+        self.check_name(name)
+        model = self.store.require()
+        self.check_version(model, name, version)
+        return model
+
+    def check_name(self, name: str) -> None:
+        if name != self.settings.model_name:
+            raise ModelNotFound(f"model {name!r} is not served here (this server serves "
+                                f"{self.settings.model_name!r})")  # fmt: skip
+
+    @staticmethod
+    def check_version(model: LoadedModel, name: str, version: str | None) -> None:
+        if version is not None and version != model.info.version:
+            raise ModelNotFound(
+                f"version {version!r} of {name!r} is not served here "
+                f"(serving v{model.info.version})"
+            )
+
+    async def body(self, request: Request) -> bytes:
+        return await read_body(request, self.settings.max_body_bytes)
+
+    async def json_body(self, request: Request) -> Any:
+        return parse_json(await self.body(request))
+
+    async def predict(self, model: LoadedModel, features: Features, want_proba: bool) -> Prediction:
+        """Predict through the micro-batcher and count the answer's labels."""
+        result = await self.predictor.predict(model, features, want_proba)
+        self.metrics.count_predictions(result.model.info.version, result.labels)
+        return result
+
+
+def plane(request: Request) -> DataPlane:
+    dataplane: DataPlane = request.app.state.dataplane
+    return dataplane
+
+
+def content_type(request: Request) -> str | None:
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or PayloadTooLarge naming the limit (SERVE_MAX_BODY_BYTES).
+
+    Reads the ASGI messages directly (Starlette's ``body()`` goes through an async generator:
+    measurably slower on the hot path) and counts as it goes, so a body without (or lying
+    about) Content-Length is bounded too."""
+    receive = request.receive
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise MalformedBody("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > _DRAIN_LIMIT:
+            break
+        if not message.get("more_body", False):
+            break
+    if size > limit:
+        raise PayloadTooLarge(
+            f"the request body is {'over ' if size > _DRAIN_LIMIT else ''}{size} bytes, over the "
+            f"limit of {limit} bytes (SERVE_MAX_BODY_BYTES)"
+        )
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise MalformedBody("the request body is empty: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        hint = ""
+        if b"NaN" in body or b"Infinity" in body:
+            hint = " (NaN and Infinity are not JSON numbers: send finite numbers)"
+        raise MalformedBody(f"the request body is not valid JSON: {exc}{hint}") from exc
