@@ -108,22 +108,25 @@ class ServiceProcess:
             stop_process_group(self.proc)
             self.proc = None
 
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
 
 @pytest.fixture(scope="session")
 def served(
     registered_model: RegisteredModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     """The service following the alias of the registered model, default limits, batching on."""
-    service = ServiceProcess(
+    with ServiceProcess(
         tmp_path_factory.mktemp("served") / "service.log",
         MLFLOW_TRACKING_URI=registered_model.tracking_uri,
         MODEL_NAME=registered_model.name,
-    ).start()
-    try:
+    ) as service:
         service.wait("/healthz/ready")
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture

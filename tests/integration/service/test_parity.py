@@ -116,16 +116,13 @@ def model_of_family(registered_model: RegisteredModel, family: str) -> Registere
 def ours(
     model_of_family: RegisteredModel, family: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(
+    with ServiceProcess(
         tmp_path_factory.mktemp("parity") / "service.log",
         MLFLOW_TRACKING_URI=model_of_family.tracking_uri,
         MODEL_NAME=model_of_family.name,
-    ).start()
-    try:
+    ) as service:
         service.wait("/healthz/ready")
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")

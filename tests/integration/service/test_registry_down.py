@@ -22,11 +22,10 @@ def test_ready_only_once_the_registry_answers(tmp_path: Path) -> None:
     with MlflowServer(state_dir=state, port=free_port()) as first:  # a registry with a model
         version = train(first.uri, "down-iris")
     port = free_port()  # where nothing listens yet
-    service = ServiceProcess(
+    with ServiceProcess(
         tmp_path / "service.log", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}",
         MODEL_NAME="down-iris", SERVE_BATCHING="false",
-    ).start()  # fmt: skip
-    try:
+    ) as service:  # fmt: skip
         service.wait("/healthz/live")
         service.eventually(
             lambda: (
@@ -50,5 +49,3 @@ def test_ready_only_once_the_registry_answers(tmp_path: Path) -> None:
         assert answer.json()["predictions"] == ["setosa"]
         assert answer.json()["model_version"] == version
         assert httpx.get(service.url + "/healthz/ready", timeout=HTTP_S).status_code == 200
-    finally:
-        service.stop()

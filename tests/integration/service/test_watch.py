@@ -61,11 +61,10 @@ class Load:
 def test_swap_under_load_without_failures(tracking_uri: str, tmp_path: Path) -> None:
     name = f"watch-iris-{uuid.uuid4().hex[:6]}"
     first = train(tracking_uri, name)
-    service = ServiceProcess(
+    with ServiceProcess(
         tmp_path / "service.log", MLFLOW_TRACKING_URI=tracking_uri, MODEL_NAME=name,
         MODEL_WATCH_SECONDS="0.5",
-    ).start()  # fmt: skip
-    try:
+    ) as service:  # fmt: skip
         service.wait("/healthz/ready")
         with Load(service.url) as load:
             service.eventually(lambda: len(load.versions) >= 50, "50 answers before the swap")
@@ -93,5 +92,3 @@ def test_swap_under_load_without_failures(tracking_uri: str, tmp_path: Path) -> 
         info_lines = [ln for ln in metrics.splitlines() if ln.startswith("mlkube_serve_model_info")]
         assert len(info_lines) == 1
         assert f'version="{second}"' in info_lines[0]
-    finally:
-        service.stop()
