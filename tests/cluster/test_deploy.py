@@ -133,20 +133,82 @@ def test_deploy_trains_once_and_serves_v1_as_production(deployed: Deployed, clie
     assert pvcs[0]["spec"]["storageClassName"] == "standard"
 
 
+def model_versions(client: Any) -> set[str]:
+    return {str(v.version) for v in client.search_model_versions(f"name='{MODEL}'")}
+
+
+def job_from_the_cronjob(deployed: Deployed, **env: str) -> str:
+    """A Job made from the training CronJob as `kubectl create job --from` makes it, with
+    ``env`` overriding its training container's; run to its end. Returns its log."""
+    ns = deployed.namespace
+    cronjob = kubectl_json(
+        "get", "cronjobs", "-n", ns, "-l",
+        f"app.kubernetes.io/instance={deployed.release},app.kubernetes.io/component=training",
+    )["items"][0]["metadata"]["name"]  # fmt: skip
+    job = f"train-{uuid.uuid4().hex[:6]}"
+    manifest = json.loads(
+        kubectl(
+            "create", "job", job, f"--from=cronjob/{cronjob}", "-n", ns, "--dry-run=client",
+            "-o", "json",
+        ).stdout
+    )  # fmt: skip
+    for container in manifest["spec"]["template"]["spec"]["containers"]:
+        kept = [e for e in container.get("env") or [] if e["name"] not in env]
+        container["env"] = [*kept, *({"name": k, "value": v} for k, v in env.items())]
+    kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest))
+
+    def finished() -> bool:
+        status = kubectl_json("get", "job", job, "-n", ns).get("status", {})
+        if any(
+            c["type"] == "Failed" and c["status"] == "True" for c in status.get("conditions") or []
+        ):
+            pytest.fail(f"job/{job} failed:\n{kubectl('logs', f'job/{job}', '-n', ns).stdout}")
+        return bool(status.get("succeeded"))
+
+    eventually(finished, CLUSTER_ROLLOUT_S, f"job/{job} to succeed")
+    return kubectl("logs", f"job/{job}", "-n", ns).stdout
+
+
 def test_a_job_from_the_cronjob_trains_and_registers_a_version(
     deployed: Deployed, client: Any, tmp_path: Path
 ) -> None:
-    before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
+    """`make train` on the day of the deploy: the CronJob's Job trains and logs its run, but its
+    model is the champion's (same data, date seed, params and image), so it registers no new
+    version and says so. A Job from the same CronJob whose run differs registers one."""
+    champion = production(client)
+    champion_seed = client.get_model_version(MODEL, champion).tags["mlkube.identity.seed"]
+    before = model_versions(client)
     out = run_logged(deploy_cli(deployed, "train"), tmp_path / "train.log", CLUSTER_ROLLOUT_S)
-    after = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
-    assert len(after - before) == 1, out[-2000:]
+    job = re.search(r"job/(\S+) created from cronjob/", out)
+    assert job, out[-2000:]
+    # The Job's own log (make train streams it, but may start before the container does).
+    log = kubectl("logs", f"job/{job[1]}", "-n", deployed.namespace).stdout
+    seed = re.search(r"bootstrap seed (\d+)", log)
+    assert seed, log[-2000:]
+    if seed[1] == champion_seed:  # not when a UTC midnight fell since the deploy's first run
+        assert f"skipped: identical to the champion v{champion} (same data" in log, log[-2000:]
+        assert model_versions(client) == before
+    else:
+        assert len(model_versions(client) - before) == 1, log[-2000:]
+    before = model_versions(client)
+    # Another bootstrap seed: another model. A margin no challenger can win by keeps v1 in
+    # production for the tests after this one.
+    log = job_from_the_cronjob(
+        deployed, TRAIN_SEED="1", TRAIN_MIN_IMPROVEMENT="1", TRAIN_TRIGGER="manual"
+    )
+    added = model_versions(client) - before
+    assert len(added) == 1, log[-2000:]
+    tags = client.get_model_version(MODEL, added.pop()).tags
+    assert tags["mlkube.identity.seed"] == "1"
+    assert tags["mlkube.decision"] == "not-promoted"
+    assert production(client) == champion
     jobs = kubectl_json("get", "jobs", "-n", deployed.namespace)["items"]
     manual = [
         j
         for j in jobs
         if j["metadata"].get("annotations", {}).get("cronjob.kubernetes.io/instantiate") == "manual"
     ]
-    assert manual
+    assert len(manual) >= 2  # make train's, and ours
     assert all(j["status"].get("succeeded") == 1 for j in manual)
 
 
@@ -268,12 +330,13 @@ def test_a_version_that_cannot_load_is_rolled_back(
 
 def train(mlflow_uri: str, classifier: str, tmp_path: Path) -> str:
     """A version registered (not promoted) by the training job run here, against the cluster's
-    MLflow through the port-forward, as `make e2e` does."""
+    MLflow through the port-forward, as `make e2e` does. Its own seed: on the date's seed, the
+    logistic regression would be the champion `make e2e` left, and not registered again."""
     from mlkube.deploy.e2e import parse_train_output
 
     out = run_logged(
         [sys.executable, "-m", "jobs.train", "--model-name", MODEL, "--classifier", classifier,
-         "--no-promote", "--trigger", "ci"],
+         "--no-promote", "--trigger", "ci", "--seed", "2"],
         tmp_path / f"train-{classifier}.log",
         CLUSTER_ROLLOUT_S,
         env={"MLFLOW_TRACKING_URI": mlflow_uri},

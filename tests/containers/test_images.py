@@ -134,6 +134,10 @@ def test_training_job_registers_and_promotes_v1(stack: Stack, trained: str) -> N
     version = client.get_model_version_by_alias(MODEL, "production")
     assert version.version == "1"
     assert version.tags["mlkube.decision"] == "promoted"
+    # Its identity, which the next run compares itself with; in the image (no git), the code is
+    # a hash of the image's source.
+    assert version.tags["mlkube.identity.code"].startswith("mlkube 0.1.0, source "), version.tags
+    assert version.tags["mlkube.identity.data"].startswith("sha256:")
     assert_writes_only_to_mounts(stack.engine, trained)
 
 
