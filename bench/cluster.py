@@ -15,7 +15,6 @@ the end unless it was already running."""
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -24,12 +23,15 @@ from datetime import date
 from pathlib import Path
 
 from mlkube.core.deployment import Phase, pinned_version, rollout_phase
+from mlkube.deploy.kubectl import Kubectl, cluster_answers
 from mlkube.deploy.options import LOCAL_KUBECONFIG
-from mlkube.mlflow_server import free_port
+from mlkube.deploy.shell import SubprocessCommands
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = [sys.executable, str(REPO / "hack" / "cluster" / "cluster.py")]
 NAMESPACE, RELEASE, MODEL = "mlkube-bench", "bench", "iris-classifier"
+WORK = REPO / ".mlkube" / "bench-cluster"
+KUBE = Kubectl(SubprocessCommands(log_dir=WORK), "kubectl", kubeconfig=LOCAL_KUBECONFIG)
 
 
 def timed(what: str, argv: list[str], log: Path) -> tuple[float, str]:
@@ -47,25 +49,11 @@ def timed(what: str, argv: list[str], log: Path) -> tuple[float, str]:
     return took, text
 
 
-def kubectl(*args: str) -> str:
-    return subprocess.run(
-        ["kubectl", f"--kubeconfig={LOCAL_KUBECONFIG}", "-n", NAMESPACE, *args],
-        capture_output=True, text=True, check=True, timeout=60, cwd=REPO,
-    ).stdout  # fmt: skip
-
-
-def answers() -> bool:
-    return LOCAL_KUBECONFIG.is_file() and subprocess.run(
-        ["kubectl", f"--kubeconfig={LOCAL_KUBECONFIG}", "get", "--raw", "/readyz"],
-        capture_output=True, check=False, timeout=15,
-    ).returncode == 0  # fmt: skip
-
-
 def poll_rollout(version: str, timeout: float = 900) -> float:
     """Seconds until the serving Deployment pins ``version`` and its rollout is complete."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        deps = json.loads(kubectl("get", "deploy", "-l", "mlkube.io/model-name", "-o", "json"))
+        deps = KUBE.json("get", "deploy", "-n", NAMESPACE, "-l", "mlkube.io/model-name", timeout=60)
         dep = deps["items"][0]
         if pinned_version(dep) == version and rollout_phase(dep) is Phase.COMPLETE:
             return time.monotonic() - started
@@ -78,21 +66,13 @@ def poll_only_rollout() -> tuple[str, float]:
     sees it only by polling."""
     from mlflow import MlflowClient
 
-    svc = json.loads(
-        kubectl("get", "svc", "-l", "app.kubernetes.io/component=mlflow", "-o", "json")
+    svc = KUBE.json(
+        "get", "svc", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=mlflow", timeout=60
     )
     name = svc["items"][0]["metadata"]["name"]
     port = svc["items"][0]["spec"]["ports"][0]["port"]
-    local = free_port()
-    forward = subprocess.Popen(
-        ["kubectl", f"--kubeconfig={LOCAL_KUBECONFIG}", "-n", NAMESPACE, "port-forward",
-         "--address", "127.0.0.1", f"svc/{name}", f"{local}:{port}"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert forward.stdout is not None
-        forward.stdout.readline()
-        client = MlflowClient(f"http://127.0.0.1:{local}")
+    with KUBE.forwarding(NAMESPACE, f"svc/{name}", port) as forward:
+        client = MlflowClient(forward.url)
         for hook in client.list_webhooks():
             client.delete_webhook(hook.webhook_id)
         current = client.get_model_version_by_alias(MODEL, "production").version
@@ -100,9 +80,6 @@ def poll_only_rollout() -> tuple[str, float]:
         target = str(max(v for v in versions if str(v) != str(current)))
         client.set_registered_model_alias(MODEL, "production", target)
         return target, poll_rollout(target)
-    finally:
-        forward.terminate()
-        forward.wait(timeout=10)
 
 
 def main() -> int:
@@ -112,24 +89,23 @@ def main() -> int:
     )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args()
-    work = REPO / ".mlkube" / "bench-cluster"
-    work.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str]] = []
     cache = Path("/var/cache/mlkube-cluster")
     cold = not any(cache.glob("*/stamps/kube-*"))
-    took, _ = timed("binaries", [*CLUSTER, "build"], work / "build.log")
+    took, _ = timed("binaries", [*CLUSTER, "build"], WORK / "build.log")
     rows.append((f"binaries ({'cold build' if cold else 'cached'})", f"{took:.0f} s"))
-    was_up = answers()
+    was_up = cluster_answers(KUBE, LOCAL_KUBECONFIG)
     if was_up:
-        timed("stopping the running cluster", [*CLUSTER, "down"], work / "down.log")
-    took, _ = timed("cluster start", [*CLUSTER, "up", "--no-images"], work / "up.log")
+        timed("stopping the running cluster", [*CLUSTER, "down"], WORK / "down.log")
+    took, _ = timed("cluster start", [*CLUSTER, "up", "--no-images"], WORK / "up.log")
     rows.append(("cluster start, warm (`cluster.py up`)", f"{took:.1f} s"))
     try:
         deploy = [sys.executable, "-m", "mlkube.deploy"]
         target = ["--env", "local", "--namespace", NAMESPACE, "--release", RELEASE]
-        took, _ = timed("deploy", [*deploy, "deploy", *target], work / "deploy.log")
+        took, _ = timed("deploy", [*deploy, "deploy", *target], WORK / "deploy.log")
         rows.append(("deploy (images built, imported, chart, first training)", f"{took:.0f} s"))
-        took, out = timed("e2e", [*deploy, "e2e", *target], work / "e2e.log")
+        took, out = timed("e2e", [*deploy, "e2e", *target], WORK / "e2e.log")
         rows.append(("e2e (`make e2e ENV=local`)", f"{took:.0f} s"))
         rolled = re.search(r"rolled out in ([\d.]+)s", out)
         rows.append(
@@ -142,7 +118,7 @@ def main() -> int:
         rows.append((f"alias move -> every replica on v{version} (poll only)", f"{took:.1f} s"))
     finally:
         if not was_up:
-            timed("cluster stop", [*CLUSTER, "down"], work / "down.log")
+            timed("cluster stop", [*CLUSTER, "down"], WORK / "down.log")
     load = Path("/proc/loadavg").read_text().split()[0]
     title = f"mlkube on the local cluster, {date.today()}, 1-minute load {load}"
     table = [title, "", "| what | figure |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)]

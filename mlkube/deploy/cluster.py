@@ -8,6 +8,7 @@ import os
 
 from mlkube.deploy.context import Ctx
 from mlkube.deploy.ingress import our_provider_exists
+from mlkube.deploy.kubectl import cluster_answers
 from mlkube.deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, LOCAL_CONTEXT, LOCAL_KUBECONFIG
 from mlkube.deploy.shell import StepFailed
 
@@ -50,9 +51,7 @@ def ensure_kind_cluster(ctx: Ctx) -> None:
 
 
 def local_cluster_answers(ctx: Ctx) -> bool:
-    if not LOCAL_KUBECONFIG.is_file():
-        return False
-    return ctx.kubectl("get", "--raw", "/readyz", check=False, timeout=15).ok
+    return cluster_answers(ctx.kube, LOCAL_KUBECONFIG)
 
 
 def ensure_local_cluster(ctx: Ctx) -> None:

@@ -1,7 +1,8 @@
 """The context every step acts through, and how it finds the tools it runs.
 
-Each step's action talks to the world only through the :class:`Ctx`: kubectl, docker and kind
-through ``ctx.cmds``, Helm through ``ctx.helm``, HTTP through ``ctx.http``, time through
+Each step's action talks to the world only through the :class:`Ctx`: docker and kind through
+``ctx.cmds``, kubectl through ``ctx.kube`` (a :class:`~mlkube.deploy.kubectl.Kubectl` on
+``ctx.cmds``), Helm through ``ctx.helm``, HTTP through ``ctx.http``, time through
 ``ctx.clock``/``ctx.sleep``; so unit tests run every step against fakes. What a step learns for
 the later ones goes into ``ctx.state`` (:mod:`mlkube.deploy.state`)."""
 
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 from mlkube.core.console import Console
 from mlkube.deploy.helm import Helm
+from mlkube.deploy.kubectl import Kubectl
 from mlkube.deploy.options import Options
 from mlkube.deploy.shell import Commands, Result, StepFailed
 from mlkube.deploy.state import State
@@ -81,9 +83,14 @@ class Ctx:
     def run(self, tool: str, *args: str, **kwargs: Any) -> Result:
         return self.cmds.run([self.tool(tool), *args], **kwargs)
 
+    @property
+    def kube(self) -> Kubectl:
+        """kubectl on the deploy's kube-context (its kubeconfig is kubectl's own: on the local
+        cluster, the CLI points $KUBECONFIG at it)."""
+        return Kubectl(self.cmds, self.tool("kubectl"), context=self.context)
+
     def kubectl(self, *args: str, **kwargs: Any) -> Result:
-        context = ["--context", self.context] if self.context else []
-        return self.run("kubectl", *context, *args, **kwargs)
+        return self.kube.run(*args, **kwargs)
 
     def fmt(self, template: str) -> str:
         """Fill a step's ``look`` hint; plain replace, since kubectl hints hold braces."""

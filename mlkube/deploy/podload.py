@@ -3,15 +3,18 @@ image's Python sends requests to the serving Service (pod to Service, as other w
 cluster reach the model) and reports how many failed.
 
 The pod stops when told (a file it looks for), after ``max_seconds`` or after 100,000 requests,
-whichever comes first, prints one JSON line, and exits."""
+whichever comes first, prints one JSON line, and exits. :class:`LoadPod` needs no ``Ctx``: the
+cluster tests run the same pod (they wait for it in their own way)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from mlkube.deploy import objects
 from mlkube.deploy.context import Ctx, wait_for
 from mlkube.deploy.ingress import SAMPLE_REQUEST
+from mlkube.deploy.kubectl import Kubectl
 from mlkube.deploy.load import LoadReport
 from mlkube.deploy.shell import StepFailed
 
@@ -44,6 +47,51 @@ def report_in(logs: str) -> dict[str, object] | None:
     return json.loads(lines[-1]) if lines else None
 
 
+@dataclass(frozen=True)
+class LoadPod:
+    """The load pod ``name`` in ``namespace``: created, waited for, told to stop, read, deleted."""
+
+    kube: Kubectl
+    namespace: str
+    name: str = POD
+
+    def create(
+        self,
+        image: str,
+        url: str,
+        max_seconds: float,
+        *,
+        pull: str = "IfNotPresent",
+        label: str = "mlkube-e2e-load",
+    ) -> None:
+        """Sending to ``url`` (on the serving image, whose Python runs the script)."""
+        self.kube.run(
+            "run", self.name, "-n", self.namespace, "--restart=Never", f"--image={image}",
+            f"--image-pull-policy={pull}", f"--labels=app.kubernetes.io/name={label}",
+            "--command", "--", "python", "-c", SCRIPT,
+            url, str(int(max_seconds)), json.dumps(SAMPLE_REQUEST),
+        )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        self.kube.run(
+            "wait", "-n", self.namespace, f"pod/{self.name}", "--for=condition=Ready",
+            "--timeout=180s", timeout=200,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        # It may have stopped by itself (its own deadline): then there is nothing to tell.
+        self.kube.run(
+            "exec", "-n", self.namespace, self.name, "--", "touch", STOP_FILE, check=False
+        )
+
+    def report(self) -> dict[str, object] | None:
+        """Its report, once it printed it (after :meth:`stop`); None until then."""
+        return report_in(self.kube.run("logs", "-n", self.namespace, self.name, check=False).stdout)
+
+    def delete(self) -> None:
+        self.kube.run("delete", "pod", self.name, "-n", self.namespace, "--wait=false", check=False)
+
+
 def serving_url(ctx: Ctx) -> str:
     service = objects.find_one(
         ctx, "service", objects.release_selector(ctx.opts.release, "serving"), "serving Service"
@@ -53,32 +101,17 @@ def serving_url(ctx: Ctx) -> str:
 
 def start(ctx: Ctx, image: str, max_seconds: float) -> None:
     """The load pod, Ready and sending; deleted by the e2e's cleanups whatever happens."""
-    ns = ctx.opts.namespace
-    ctx.kubectl("delete", "pod", POD, "-n", ns, "--ignore-not-found", "--wait=true")
-    ctx.kubectl(
-        "run", POD, "-n", ns, "--restart=Never", f"--image={image}",
-        "--image-pull-policy=IfNotPresent", "--labels=app.kubernetes.io/name=mlkube-e2e-load",
-        "--command", "--", "python", "-c", SCRIPT,
-        serving_url(ctx), str(int(max_seconds)), json.dumps(SAMPLE_REQUEST),
-    )  # fmt: skip
-
-    def delete() -> None:
-        ctx.kubectl("delete", "pod", POD, "-n", ns, "--wait=false", check=False)
-
-    ctx.state.e2e.cleanups.append(delete)
-    ctx.kubectl("wait", "-n", ns, f"pod/{POD}", "--for=condition=Ready", "--timeout=180s",
-                timeout=200)  # fmt: skip
+    pod = LoadPod(ctx.kube, ctx.opts.namespace)
+    ctx.kubectl("delete", "pod", pod.name, "-n", pod.namespace, "--ignore-not-found", "--wait=true")
+    pod.create(image, serving_url(ctx), max_seconds)
+    ctx.state.e2e.cleanups.append(pod.delete)
+    pod.wait_ready()
 
 
 def stop(ctx: Ctx) -> LoadReport:
-    ns = ctx.opts.namespace
-    # It may have stopped by itself (its own deadline): then there is nothing to tell.
-    ctx.kubectl("exec", "-n", ns, POD, "--", "touch", STOP_FILE, check=False)
-
-    def reported() -> dict[str, object] | None:
-        return report_in(ctx.kubectl("logs", "-n", ns, POD, check=False).stdout)
-
-    data = wait_for(ctx, f"the report of pod/{POD}", reported, timeout=60, interval=1)
+    pod = LoadPod(ctx.kube, ctx.opts.namespace)
+    pod.stop()
+    data = wait_for(ctx, f"the report of pod/{POD}", pod.report, timeout=60, interval=1)
     try:
         return LoadReport(
             sent=int(str(data["sent"])),

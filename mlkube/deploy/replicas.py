@@ -11,7 +11,6 @@ from mlkube.core.deployment import Phase, pinned_version, rollout_phase
 from mlkube.deploy import objects
 from mlkube.deploy.context import Ctx, wait_for
 from mlkube.deploy.shell import Process, StepFailed
-from mlkube.mlflow_server import free_port
 
 SERVING_PORT = 8080
 
@@ -27,23 +26,9 @@ def model_version_of(payload: dict[str, Any]) -> str | None:
 
 def port_forward(ctx: Ctx, target: str, remote: int) -> tuple[Process, int]:
     """``kubectl port-forward <target>`` on a free loopback port; stopped at the end."""
-    port = free_port()
-    proc = ctx.cmds.spawn(
-        [
-            ctx.tool("kubectl"),
-            "--context",
-            ctx.context,
-            "port-forward",
-            "-n",
-            ctx.opts.namespace,
-            "--address",
-            "127.0.0.1",
-            target,
-            f"{port}:{remote}",
-        ]
-    )
-    ctx.state.e2e.cleanups.append(proc.stop)
-    return proc, port
+    forward = ctx.kube.port_forward(ctx.opts.namespace, target, remote)
+    ctx.state.e2e.cleanups.append(forward.stop)
+    return forward.proc, forward.port
 
 
 def get_json_http(ctx: Ctx, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Talking to the local cluster from the tests: kubectl with its kubeconfig, bounded waits, and
-long commands whose log is the failure message."""
+"""Talking to the local cluster from the tests: kubectl with its kubeconfig (the deploy's own
+:class:`~mlkube.deploy.kubectl.Kubectl`, its port-forward and load pod), bounded waits, and long
+commands whose log is the failure message."""
 
 from __future__ import annotations
 
@@ -12,52 +13,50 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mlkube.deploy.ingress import SAMPLE_REQUEST
-from mlkube.deploy.podload import SCRIPT, report_in
+from mlkube.deploy.kubectl import Forward, Kubectl, cluster_answers
+from mlkube.deploy.options import LOCAL_KUBECONFIG
+from mlkube.deploy.podload import LoadPod as _LoadPod
+from mlkube.deploy.shell import Result, SubprocessCommands
 from tests.timeouts import POLL_S
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_PY = REPO / "hack" / "cluster" / "cluster.py"
-STATE = Path(os.environ.get("MLKUBE_CLUSTER_STATE", "/var/tmp/mlkube-cluster"))
-KUBECONFIG = STATE / "kubeconfig"
+KUBECONFIG = LOCAL_KUBECONFIG  # $MLKUBE_CLUSTER_STATE/kubeconfig, as the deploy's
 CACHE = Path(os.environ.get("MLKUBE_CLUSTER_CACHE", "/var/cache/mlkube-cluster"))
 KUBECTL = shutil.which("kubectl", path=f"{REPO / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
 HELM = shutil.which("helm", path=f"{REPO / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+# The port-forwards' output goes to log files here (`make clean` removes them).
+CMDS = SubprocessCommands(log_dir=REPO / ".mlkube" / "logs" / "cluster-tests")
+KUBE = Kubectl(CMDS, KUBECTL or "kubectl", kubeconfig=KUBECONFIG)
 
 
-def _tool(
-    exe: str | None, args: tuple[str, ...], check: bool, timeout: float, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """kubectl or helm on the local cluster's kubeconfig; with ``check``, a failure is an
-    assertion that shows the command and what it said."""
-    assert exe, "kubectl or helm missing: run `make tools`"
-    proc = subprocess.run(
-        [exe, f"--kubeconfig={KUBECONFIG}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        name = Path(exe).name
-        raise AssertionError(f"{name} {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def _checked(result: Result, check: bool) -> Result:
+    """With ``check``, a failure is an assertion that shows the command and what it said."""
+    if check and not result.ok:
+        args = " ".join(result.argv[2:])  # past the tool and its --kubeconfig
+        name = Path(result.argv[0]).name
+        raise AssertionError(f"{name} {args}:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def kubectl(
     *args: str, check: bool = True, timeout: float = 120, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return _tool(KUBECTL, args, check, timeout, input)
+) -> Result:
+    """kubectl on the local cluster's kubeconfig (a time-out is exit 124)."""
+    assert KUBECTL, "kubectl missing: run `make tools`"
+    return _checked(KUBE.run(*args, check=False, timeout=timeout, input=input), check)
 
 
 def helm(*args: str, timeout: float = 600) -> str:
-    return _tool(HELM, args, True, timeout).stdout
+    assert HELM, "helm missing: run `make tools`"
+    argv = [HELM, f"--kubeconfig={KUBECONFIG}", *args]
+    return _checked(CMDS.run(argv, check=False, timeout=timeout), True).stdout
 
 
 def kubectl_json(*args: str) -> Any:
@@ -65,12 +64,7 @@ def kubectl_json(*args: str) -> Any:
 
 
 def answers() -> bool:
-    if not KUBECONFIG.is_file() or not KUBECTL:
-        return False
-    try:
-        return kubectl("get", "--raw=/readyz", check=False, timeout=10).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
+    return bool(KUBECTL) and cluster_answers(KUBE, KUBECONFIG)
 
 
 def eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -124,46 +118,11 @@ def run_logged(
     return text
 
 
-class PortForward:
-    """``kubectl port-forward`` to a Service on a free loopback port, for a ``with`` block."""
-
-    def __init__(self, namespace: str, target: str, remote: int) -> None:
-        self.namespace, self.target, self.remote = namespace, target, remote
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    def __enter__(self) -> PortForward:
-        assert KUBECTL
-        self.proc = subprocess.Popen(
-            [KUBECTL, f"--kubeconfig={KUBECONFIG}", "port-forward", "-n", self.namespace,
-             "--address", "127.0.0.1", self.target, f":{self.remote}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        assert self.proc.stdout
-        deadline = time.monotonic() + 60
-        for line in self.proc.stdout:  # "Forwarding from 127.0.0.1:43123 -> 5000"
-            if "Forwarding from 127.0.0.1:" in line:
-                self.port = int(line.split("127.0.0.1:")[1].split()[0])
-                return self
-            if time.monotonic() > deadline:
-                break
-        self.__exit__()
-        raise AssertionError(f"kubectl port-forward {self.target} did not start: {line!r}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+def PortForward(namespace: str, target: str, remote: int) -> AbstractContextManager[Forward]:
+    """``kubectl port-forward`` to ``target`` on a free loopback port, listening, for a ``with``
+    block (``.url``); one that does not start raises ConnectionError, which ``eventually``
+    retries as it does a refused connection."""
+    return KUBE.forwarding(namespace, target, remote)
 
 
 def http(
@@ -182,37 +141,23 @@ def http(
 
 
 class LoadPod:
-    """A bounded load from a pod inside the cluster to ``url`` for a ``with`` block (the same
-    pod script as `make e2e`'s, mlkube.deploy.podload): its report when the block ends."""
+    """A bounded load from a pod inside the cluster to ``url`` for a ``with`` block (`make
+    e2e`'s load pod, mlkube.deploy.podload, under a name of its own): its report when the block
+    ends."""
 
     def __init__(self, namespace: str, image: str, url: str, max_seconds: float) -> None:
-        self.namespace, self.image, self.url, self.max_seconds = namespace, image, url, max_seconds
-        self.name = f"load-{uuid.uuid4().hex[:6]}"
+        self.pod = _LoadPod(KUBE, namespace, f"load-{uuid.uuid4().hex[:6]}")
+        self.image, self.url, self.max_seconds = image, url, max_seconds
         self.report: dict[str, Any] = {}
 
     def __enter__(self) -> LoadPod:
-        kubectl(
-            "run", self.name, "-n", self.namespace, "--restart=Never", f"--image={self.image}",
-            "--image-pull-policy=Never", "--labels=app.kubernetes.io/name=test-load",
-            "--command", "--", "python", "-c", SCRIPT,
-            self.url, str(int(self.max_seconds)), json.dumps(SAMPLE_REQUEST),
-        )  # fmt: skip
-        kubectl(
-            "wait", "-n", self.namespace, f"pod/{self.name}", "--for=condition=Ready",
-            "--timeout=180s", timeout=200,
-        )  # fmt: skip
+        self.pod.create(self.image, self.url, self.max_seconds, pull="Never", label="test-load")
+        self.pod.wait_ready()
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            kubectl(
-                "exec", "-n", self.namespace, self.name, "--", "touch", "/tmp/stop", check=False
-            )
-
-            def reported() -> dict[str, Any] | None:
-                logs = kubectl("logs", "-n", self.namespace, self.name, check=False).stdout
-                return report_in(logs)
-
-            self.report = eventually(reported, 60, f"the report of pod/{self.name}")
+            self.pod.stop()
+            self.report = eventually(self.pod.report, 60, f"the report of pod/{self.pod.name}")
         finally:
-            kubectl("delete", "pod", self.name, "-n", self.namespace, "--wait=false", check=False)
+            self.pod.delete()
