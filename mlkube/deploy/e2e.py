@@ -118,6 +118,8 @@ def _train(ctx: Ctx, classifier: str, promotion: str) -> tuple[str, str]:
         "--classifier",
         classifier,
         promotion,
+        # Each step needs a version of its own, even when a rerun repeats the champion exactly.
+        "--force-register",
         "--trigger",
         "ci",
     )

@@ -141,6 +141,8 @@ def test_full_run(repo: Path) -> None:
     assert [w[2] for w, _ in trains] == ["jobs.train", "jobs.train", "jobs.promote"]
     assert "--force-promote" in trains[0][0]
     assert "--no-promote" in trains[1][0]
+    # A rerun after a failure may repeat the champion exactly: each step still gets its version.
+    assert all("--force-register" in argv for argv, _ in trains[:2])
     assert trains[2][0][3:5] == ["--run-id", RUN_GOOD]
     uri = trains[0][1]["MLFLOW_TRACKING_URI"]  # type: ignore[index]
     assert uri.startswith("http://127.0.0.1:")
