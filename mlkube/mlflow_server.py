@@ -1,13 +1,21 @@
-"""Run a real ``mlflow server`` as a child process: used by ``make up`` and the test fixture."""
+"""Run a real MLflow tracking server as a child process: used by ``make up`` and the tests.
+
+``mlflow server`` is two Pythons in a row: its CLI imports all of MLflow's server (4 s of CPU on
+2 cores here, 10 s without bytecode files) to create the sqlite tables, then starts uvicorn, which
+imports it all again. :func:`serve` is that uvicorn worker run directly: the same app, environment
+and worker count, the tables created by the same MLflow call, one import (``python -m bench.up``
+measures both)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -53,9 +61,53 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> No
         proc.wait(timeout=5)
 
 
-class MlflowServer:
-    """``mlflow server`` on sqlite + proxied local artifacts under ``state_dir``.
+# What ``mlflow server`` hands its uvicorn worker (mlflow.server._run_server; the names are in
+# mlflow.server.constants and mlflow.environment_variables, which a unit test compares).
+DEFAULT_ARTIFACT_ROOT = "mlflow-artifacts:/"  # --serve-artifacts without --default-artifact-root
+APP = "mlflow.server.fastapi_app:app"  # the app `mlflow server` runs on uvicorn
 
+
+def server_environment(backend_uri: str, artifacts: Path) -> dict[str, str]:
+    return {
+        "_MLFLOW_SERVER_FILE_STORE": backend_uri,
+        "_MLFLOW_SERVER_REGISTRY_STORE": backend_uri,
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": DEFAULT_ARTIFACT_ROOT,
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(artifacts),
+        "_MLFLOW_SERVER_BOOT_ID": uuid.uuid4().hex,
+        "_MLFLOW_IN_JOB_EXECUTOR": "false",
+        "_MLFLOW_SGI_NAME": "uvicorn",
+        "MLFLOW_ENABLE_WORKSPACES": "false",
+    }
+
+
+def serve(backend_uri: str, artifacts: Path, host: str, port: int) -> None:
+    """The MLflow server in this process, one uvicorn worker (sqlite takes one writer)."""
+    # Before MLflow is imported, as its CLI sets it before its worker starts: mlflow.server reads
+    # some of it at import time (with it, the Flask app gets MLflow's security middleware).
+    os.environ.update(server_environment(backend_uri, artifacts))
+    import mlflow.server
+    import uvicorn
+    from mlflow.server.handlers import initialize_backend_stores
+
+    # Creates the tables of a new database (MLflow's migrations) and checks an existing one's
+    # schema, as `mlflow server` does; the request handlers then use these very stores.
+    initialize_backend_stores(backend_uri, backend_uri, DEFAULT_ARTIFACT_ROOT)
+    log_config = Path(mlflow.server.__file__).parent / "uvicorn_log_config.yaml"
+    uvicorn.run(
+        APP,
+        host=host,
+        port=port,
+        workers=1,
+        log_config=str(log_config) if log_config.exists() else None,
+    )
+
+
+class MlflowServer:
+    """MLflow on sqlite + proxied local artifacts under ``state_dir``, one uvicorn worker.
+
+    ``single_process`` (the default) runs it as :func:`serve`; False runs ``mlflow server``
+    itself, as does an ``extra_env`` that turns MLflow's job runner on (only its CLI starts one).
     Use as a context manager; ``uri`` is the tracking URI once started."""
 
     def __init__(
@@ -65,21 +117,35 @@ class MlflowServer:
         host: str = "127.0.0.1",
         log_file: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        single_process: bool = True,
     ) -> None:
         self.state_dir = state_dir
         self.port = port
         self.host = host
         self.log_file = log_file or state_dir / "mlflow-server.log"
         self.extra_env = extra_env or {}
+        self.single_process = single_process
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def uri(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def job_runner_on(self) -> bool:
+        flag = self.extra_env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        return flag.strip().lower() in ("true", "1")
+
     def command(self) -> list[str]:
         db = (self.state_dir / "mlflow.db").resolve()
         artifacts = (self.state_dir / "artifacts").resolve()
+        if self.single_process and not self.job_runner_on():
+            return [
+                sys.executable, "-m", "mlkube.mlflow_server",
+                "--backend-store-uri", f"sqlite:///{db}",
+                "--artifacts-destination", str(artifacts),
+                "--host", self.host,
+                "--port", str(self.port),
+            ]  # fmt: skip
         return [
             sys.executable, "-m", "mlflow", "server",
             "--host", self.host,
@@ -91,6 +157,12 @@ class MlflowServer:
         ]  # fmt: skip
 
     def start(self, timeout: float = 180.0) -> str:
+        self.launch()
+        self.wait_ready(timeout)
+        return self.uri
+
+    def launch(self) -> None:
+        """Start the process and return at once; :meth:`wait_ready` waits for its answer."""
         if not port_is_free(self.port, self.host):
             raise OSError(
                 f"port {self.port} on {self.host} is already in use: stop what runs there "
@@ -111,10 +183,10 @@ class MlflowServer:
             start_new_session=True,
         )
         log.close()
-        self._wait_ready(timeout)
-        return self.uri
 
-    def _wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float) -> None:
+        """Until /health answers 200; raises Unreachable (and stops the server) after
+        ``timeout`` seconds, or at once when the process exits."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -149,3 +221,17 @@ class MlflowServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m mlkube.mlflow_server", description=serve.__doc__)
+    p.add_argument("--backend-store-uri", required=True)
+    p.add_argument("--artifacts-destination", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    args = p.parse_args(argv)
+    serve(args.backend_store_uri, args.artifacts_destination, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
