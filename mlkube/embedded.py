@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGHUP, _raise_stop)
     mlflow = MlflowServer(state_dir=state, port=args.mlflow_port)
+    training: subprocess.Popen[bytes] | None = None
     serving: subprocess.Popen[bytes] | None = None
     try:
         t = steps.begin(
@@ -146,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
             f"artifacts {shown / 'artifacts'})"
         )
         try:
-            mlflow.start(timeout=args.timeout)
+            mlflow.launch()
+            training = start_training(args, mlflow.uri)  # imports while MLflow starts
+            mlflow.wait_ready(args.timeout)
         except (OSError, Unreachable) as exc:
             sys.stderr.write(
                 f"error: MLflow did not start: {exc} (a slow machine? make up UP_TIMEOUT=600)\n"
@@ -155,9 +158,8 @@ def run(args: argparse.Namespace) -> int:
         steps.done(t, "ready")
 
         t = steps.begin(f"Training {args.model_name} (python -m jobs.train)")
-        env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.uri, "MODEL_NAME": args.model_name,
-               "TRAIN_TRIGGER": "manual", "PYTHONUNBUFFERED": "1"}  # fmt: skip
-        code = subprocess.call([sys.executable, "-m", "jobs.train"], env=env)
+        code = finish_training(training)
+        training = None
         if code != 0:
             sys.stderr.write(f"error: training failed with exit code {code}\n")
             return code
@@ -204,11 +206,55 @@ def run(args: argparse.Namespace) -> int:
         # Children first, words after: a second Ctrl-C or a reader gone must not orphan them.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
-        if serving is not None:
-            stop_process_group(serving)
+        for child in (training, serving):
+            if child is not None:
+                stop_process_group(child)
         mlflow.stop()
         console.text("Stopped.")
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# `python -m jobs.train`, its imports (scikit-learn, pandas, MLflow's client: seconds of CPU)
+# done first, then a wait for one byte on stdin: make up sends it once MLflow answers, so the
+# imports run while MLflow starts and the run itself never meets an MLflow that is not up yet.
+TRAIN_WHEN_TOLD = """\
+import sys
+import jobs.train, jobs.training
+if sys.stdin.buffer.read(1) != b"1":
+    sys.exit(1)
+sys.exit(jobs.train.main([]))
+"""
+
+
+def start_training(args: argparse.Namespace, uri: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MODEL_NAME": args.model_name,
+           "TRAIN_TRIGGER": "manual", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", TRAIN_WHEN_TOLD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # held until its step: the steps print in order
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def finish_training(proc: subprocess.Popen[bytes]) -> int:
+    """Let the waiting training run, pass its output on as it comes, return its exit code."""
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        proc.stdin.write(b"1")
+        proc.stdin.close()
+    except OSError:  # it already exited: its output says why
+        pass
+    for line in proc.stdout:
+        try:
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+        except OSError:  # a reader gone (`make up | tee`, Ctrl-C) must not stop the run
+            pass
+    return proc.wait()
 
 
 def start_serving(args: argparse.Namespace, uri: str, log: Path) -> subprocess.Popen[bytes]:
