@@ -1,7 +1,8 @@
 """Fixtures shared by every test layer.
 
-``mlflow_server`` is a real ``mlflow server`` subprocess on a free loopback port (sqlite backend,
-proxied artifacts), started once per test session. Tests that need isolation use their own
+``mlflow_server`` is a real MLflow server (MLflow's app on uvicorn, started as ``make up`` starts
+it: ``mlkube.mlflow_server``) on a free loopback port (sqlite backend, proxied artifacts),
+started once per test session. Tests that need isolation use their own
 registered-model name (``model_name`` fixture) instead of their own server.
 """
 
