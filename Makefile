@@ -156,10 +156,16 @@ destroy: venv ## Delete the kind cluster (ENV=local: stop the local cluster; ENV
 ##@ Dependencies
 
 # Re-created whenever the pinned requirements change; uv makes it take seconds.
+# Where the environment forbids writing bytecode at import (PYTHONDONTWRITEBYTECODE, as on CI
+# runners), every Python start would compile MLflow, scikit-learn, FastAPI... from source: 6.9 s
+# instead of 4.6 s to import the model server's stack here. Compile them once at install
+# instead (about 26 s on 2 cores). Elsewhere Python writes the bytecode as it imports.
+COMPILE_BYTECODE = $(if $(PYTHONDONTWRITEBYTECODE),--compile-bytecode,)
+
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt
+	$(VENV)/bin/uv pip install --python $(PY) $(COMPILE_BYTECODE) -r requirements.txt
 	$(VENV)/bin/uv pip install -q --python $(PY) -e . --no-deps
 	@touch $@
 
