@@ -14,35 +14,10 @@ from pathlib import Path
 import pytest
 
 from mlkube.mlflow_server import free_port
+from tests.procs import alive, descendants, group_members
 from tests.timeouts import HTTP_S, PROCESS_START_S, PROCESS_STOP_S, SLOW_TEST_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(SLOW_TEST_S)]
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (children of children too), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {p for p, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def get_json(url: str) -> dict[str, object]:
@@ -132,6 +107,31 @@ def test_port_in_use_is_reported(repo_root: Path, tmp_path: Path) -> None:
         )  # fmt: skip
     assert proc.returncode != 0
     assert f"port {port} for MLflow is already in use" in proc.stderr
+
+
+def test_a_start_slower_than_up_timeout_is_reported_and_stopped(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """UP_TIMEOUT bounds each wait; past it, `make up` says how to give it longer and stops
+    what it started."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["make", "-s", "up", "UP_TIMEOUT=1", f"MLFLOW_PORT={port}", f"STATE_DIR={tmp_path}"],
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its pid is the process group of everything it starts
+    )  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=PROCESS_START_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "MLflow did not start" in stderr
+    assert "make up UP_TIMEOUT=600" in stderr
+    deadline = time.monotonic() + PROCESS_STOP_S
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not group_members(proc.pid), "make up left processes behind"
 
 
 @pytest.mark.parametrize("how", ["ctrl-c after the pipe's reader died", "terminal closed"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -283,7 +284,22 @@ def test_unreachable_tracking_server_fails_in_bounded_time() -> None:
     elapsed = time.monotonic() - started
     assert proc.returncode == 1
     assert f"cannot reach the MLflow tracking server at {uri}" in proc.stderr
+    assert "start one with `make up`" in proc.stderr  # a local URI: the likely fix
     assert elapsed < 60  # 3 s of backoff plus interpreter start-up
+
+
+def test_a_mistyped_flag_is_refused_before_mlflow_is_imported() -> None:
+    """`--classifer` says "unrecognized arguments" at once: the flags are parsed before MLflow
+    and scikit-learn are imported (that took 15 s before)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "jobs.train", "--classifer", "dummy"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --classifer" in proc.stderr
+    imported = re.findall(r"^import time:.*\|\s+(\S+)$", proc.stderr, re.MULTILINE)
+    assert "argparse" in imported  # the import log is there...
+    assert not [m for m in imported if m.split(".")[0] in ("mlflow", "sklearn", "pandas")]
 
 
 def test_holdout_is_what_both_models_are_judged_on(mlflow_env: str, model_name: str) -> None:

@@ -20,6 +20,7 @@ from mlkube.deploy.runner import run_steps
 from mlkube.deploy.shell import StepFailed
 from mlkube.deploy.training import mark_manual
 from tests.unit.deploy.fakes import (
+    ALL_TOOLS,
     INSTANCE,
     TRAINING_ENV,
     FakeCommands,
@@ -151,6 +152,16 @@ def test_ui_without_a_cluster_says_so(repo: Path) -> None:
     ctx, out, _ = make_ctx(Options(repo=repo), cmds)
     assert run_steps(plan_ui(ctx.opts), ctx) == 1
     assert "no kube-context kind-mlkube" in out.getvalue()
+    assert "kind get clusters" in out.getvalue()  # kind is installed: worth asking it
+
+
+def test_ui_without_kind_installed_does_not_suggest_it(repo: Path) -> None:
+    cmds = FakeCommands().on("kubectl", "config", "get-contexts", answer=ok("kind-other\n"))
+    ctx, out, _ = make_ctx(Options(repo=repo), cmds, tools={**ALL_TOOLS, "kind": None})
+    assert run_steps(plan_ui(ctx.opts), ctx) == 1
+    assert "no kube-context kind-mlkube" in out.getvalue()
+    assert "kind get clusters" not in out.getvalue()
+    assert "kubectl config get-contexts" in out.getvalue()
 
 
 def test_predict_through_the_ingress(repo: Path) -> None:
