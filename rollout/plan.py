@@ -67,6 +67,7 @@ from mlkube.core.names import (
     LABEL_MODEL_NAME,
     TAG_PREFIX,
 )
+from mlkube.core.registry import short
 from rollout import canary
 from rollout.canary import Sample as CanarySample
 
@@ -485,8 +486,7 @@ def deadline_seconds(body: Mapping[str, Any], attempt: int = 0) -> float:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+    return short(text, MAX_REASON)
 
 
 def _generation(body: Mapping[str, Any]) -> int:

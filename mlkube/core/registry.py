@@ -96,9 +96,12 @@ def classify(exc: MlflowException) -> Outcome:
     return "unavailable"
 
 
-def short(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one line of at most ``limit`` characters, for logs and reasons."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def short(what: BaseException | str, limit: int = 300) -> str:
+    """An exception (or a message) as one line of at most ``limit`` characters, for logs,
+    reasons and annotations."""
+    text = " ".join(str(what).split())
+    if not text and isinstance(what, BaseException):
+        text = type(what).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
