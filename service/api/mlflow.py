@@ -293,11 +293,6 @@ def _as_fast(features: Any) -> np.ndarray[Any, Any] | None:
     return features if isinstance(features, np.ndarray) else None
 
 
-def predictions_json(labels: np.ndarray[Any, Any]) -> bytes:
-    """MLflow's success body: ``json.dump({"predictions": ...})`` with the default separators."""
-    return json.dumps({"predictions": labels.tolist()}).encode()
-
-
 def mlflow_invocations(
     body: bytes, content_type: str | None, model: LoadedModel
 ) -> tuple[int, str | bytes, str]:

@@ -12,7 +12,6 @@ from service.api.mlflow import (
     fast_features,
     is_plain_json,
     mlflow_invocations,
-    predictions_json,
 )
 from service.errors import PayloadTooLarge
 from service.model import LoadedModel
@@ -130,9 +129,7 @@ def test_predictions_json_uses_mlflows_separators(iris_model: LoadedModel) -> No
 
     labels: Any = np.array(["setosa", "virginica", "setosa"], dtype=object)
     expected = b'{"predictions": ["setosa", "virginica", "setosa"]}'
-    assert predictions_json(labels) == expected
     assert iris_model.predictions_json(labels) == expected  # from precomputed label strings
     odd: Any = np.array(["setosa", "caf\u00e9"], dtype=object)  # not a class: plain json.dumps
-    assert iris_model.predictions_json(odd) == predictions_json(odd)
-    assert predictions_json(odd) == b'{"predictions": ["setosa", "caf\\u00e9"]}'
-    assert predictions_json(np.array([1.5, 2.0])) == b'{"predictions": [1.5, 2.0]}'
+    assert iris_model.predictions_json(odd) == b'{"predictions": ["setosa", "caf\\u00e9"]}'
+    assert iris_model.predictions_json(np.array([1.5, 2.0])) == b'{"predictions": [1.5, 2.0]}'
