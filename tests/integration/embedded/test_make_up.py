@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.mlflow_server import free_port
-from tests.procs import alive, descendants, group_members
+from mlkube.mlflow_server import free_port, port_is_free
+from tests.procs import alive, descendants, group_members, naming
 from tests.timeouts import HTTP_S, PROCESS_START_S, PROCESS_STOP_S, SLOW_TEST_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(SLOW_TEST_S)]
@@ -118,7 +118,7 @@ def test_a_start_slower_than_up_timeout_is_reported_and_stopped(
     proc = subprocess.Popen(
         ["make", "-s", "up", "UP_TIMEOUT=1", f"MLFLOW_PORT={port}", f"STATE_DIR={tmp_path}"],
         cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its pid is the process group of everything it starts
+        start_new_session=True,
     )  # fmt: skip
     try:
         _, stderr = proc.communicate(timeout=PROCESS_START_S)
@@ -128,10 +128,17 @@ def test_a_start_slower_than_up_timeout_is_reported_and_stopped(
     assert proc.returncode != 0
     assert "MLflow did not start" in stderr
     assert "make up UP_TIMEOUT=600" in stderr
+
+    # MLflow and the training run in sessions of their own: find them by the state directory
+    # and the port they were given, and make's own group by its pid.
+    def left() -> list[int]:
+        return group_members(proc.pid) + naming(str(tmp_path)) + naming(f":{port}")
+
     deadline = time.monotonic() + PROCESS_STOP_S
-    while group_members(proc.pid) and time.monotonic() < deadline:
+    while left() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not group_members(proc.pid), "make up left processes behind"
+    assert not left(), "make up left processes behind"
+    assert port_is_free(port), f"port {port} is still taken"
 
 
 @pytest.mark.parametrize("how", ["ctrl-c after the pipe's reader died", "terminal closed"])

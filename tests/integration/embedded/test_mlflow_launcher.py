@@ -11,22 +11,10 @@ import pytest
 from mlflow import MlflowClient
 
 from mlkube.mlflow_server import MlflowServer
+from tests.procs import descendants
 from tests.timeouts import HTTP_S
 
 pytestmark = pytest.mark.integration
-
-
-def children(pid: int) -> list[str]:
-    """The command lines of the live processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
-            if stat and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def get(server: MlflowServer, path: str, host: str | None = None) -> tuple[int, bytes]:
@@ -43,7 +31,7 @@ def test_mlflow_is_one_process_and_the_whole_server(
     mlflow_server: MlflowServer, model_name: str, tmp_path: Path
 ) -> None:
     assert mlflow_server.proc is not None
-    assert children(mlflow_server.proc.pid) == []  # `mlflow server` spawns uvicorn: 2 imports
+    assert not descendants(mlflow_server.proc.pid)  # `mlflow server` spawns uvicorn: 2 imports
 
     status, body = get(mlflow_server, "/")
     assert status == 200
