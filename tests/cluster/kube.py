@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -103,14 +104,18 @@ def run_logged(
             env={**os.environ, **(env or {})},
         )
         assert proc.stdout
-        for line in proc.stdout:
-            out.write(line)
-            if echo:
-                echo(line.rstrip("\n"))
-            if time.monotonic() > deadline:
-                proc.kill()
-                break
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        # The deadline holds for a command that stops printing too: the timer kills it, which
+        # ends the read loop.
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                if echo:
+                    echo(line.rstrip("\n"))
+            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            killer.cancel()
     text = log.read_text(errors="replace")
     assert code == 0, f"{' '.join(argv)} exited {code} (log {log}):\n" + "\n".join(
         text.splitlines()[-80:]
@@ -152,7 +157,11 @@ class LoadPod:
 
     def __enter__(self) -> LoadPod:
         self.pod.create(self.image, self.url, self.max_seconds, pull="Never", label="test-load")
-        self.pod.wait_ready()
+        try:
+            self.pod.wait_ready()
+        except BaseException:
+            self.pod.delete()  # __exit__ does not run when __enter__ fails
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
