@@ -107,11 +107,14 @@ def world(
     return cmds, http
 
 
-def run_e2e(repo: Path, cmds: FakeCommands, http: FakeHttp) -> tuple[int, io.StringIO]:
-    """`make e2e` against the fakes, its cleanups run as the CLI runs them."""
-    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
+def run_e2e(
+    repo: Path, cmds: FakeCommands, http: FakeHttp, *, artifacts: Path | None = None
+) -> tuple[int, io.StringIO]:
+    """`make e2e` against the fakes, as the CLI runs it: diagnostics on failure (written to
+    ``artifacts`` when given), then its cleanups."""
+    ctx, out, _ = make_ctx(Options(repo=repo, artifacts=artifacts), cmds, http=http)
     try:
-        return run_steps(plan_e2e(ctx.opts), ctx), out
+        return run_steps(plan_e2e(ctx.opts), ctx, on_failure=dump_diagnostics), out
     finally:
         e2e.run_cleanups(ctx)
 
@@ -196,11 +199,7 @@ def test_a_failed_request_during_the_rollout_fails_and_dumps_everything(repo: Pa
         answer=fail('previous terminated container "serve" not found'),
     )
     artifacts = repo / "artifacts"
-    ctx, out, _ = make_ctx(Options(repo=repo, artifacts=artifacts), cmds, http=http)
-    try:
-        code = run_steps(plan_e2e(ctx.opts), ctx, on_failure=dump_diagnostics)
-    finally:
-        e2e.run_cleanups(ctx)
+    code, out = run_e2e(repo, cmds, http, artifacts=artifacts)
     text = out.getvalue()
 
     assert code == 1
@@ -232,11 +231,8 @@ def test_a_replica_on_the_wrong_version_fails(repo: Path) -> None:
 def test_the_gate_refusing_fails(repo: Path) -> None:
     cmds, http = world()
     cmds.on("python", "-m", "jobs.promote", answer=ok("not promoted (no better than v2)\n"))
-    ctx, out, _ = make_ctx(Options(repo=repo), cmds, http=http)
-    try:
-        assert run_steps(plan_e2e(ctx.opts), ctx) == 1
-    finally:
-        e2e.run_cleanups(ctx)
+    code, out = run_e2e(repo, cmds, http)
+    assert code == 1
     assert f"the gate did not promote run {RUN_GOOD}" in out.getvalue()
 
 
