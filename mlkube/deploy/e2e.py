@@ -99,9 +99,9 @@ def predict_through_ingress(ctx: Ctx) -> None:
 
 def connect_mlflow(ctx: Ctx) -> None:
     service, remote = objects.mlflow_service(ctx)
-    proc, port = port_forward(ctx, f"svc/{service}", remote)
-    uri = f"http://127.0.0.1:{port}"
-    wait_http(ctx, proc, f"{uri}/health", f"svc/{service}")
+    forward = port_forward(ctx, f"svc/{service}", remote)
+    uri = forward.url
+    wait_http(ctx, forward.proc, f"{uri}/health", f"svc/{service}")
     ctx.state.e2e.tracking_uri = uri
     ctx.console.info(f"MLflow at {uri} (port-forward to svc/{service})")
 

@@ -88,8 +88,11 @@ class LoadPod:
         """Its report, once it printed it (after :meth:`stop`); None until then."""
         return report_in(self.kube.run("logs", "-n", self.namespace, self.name, check=False).stdout)
 
-    def delete(self) -> None:
-        self.kube.run("delete", "pod", self.name, "-n", self.namespace, "--wait=false", check=False)
+    def delete(self, *, wait: bool = False, check: bool = False) -> None:
+        """Delete the pod; ``wait``: one perhaps left by an earlier run, until it is gone, so a
+        new one can take its name."""
+        how = ("--ignore-not-found", "--wait=true") if wait else ("--wait=false",)
+        self.kube.run("delete", "pod", self.name, "-n", self.namespace, *how, check=check)
 
 
 def serving_url(ctx: Ctx) -> str:
@@ -102,7 +105,7 @@ def serving_url(ctx: Ctx) -> str:
 def start(ctx: Ctx, image: str, max_seconds: float) -> None:
     """The load pod, Ready and sending; deleted by the e2e's cleanups whatever happens."""
     pod = LoadPod(ctx.kube, ctx.opts.namespace)
-    ctx.kubectl("delete", "pod", pod.name, "-n", pod.namespace, "--ignore-not-found", "--wait=true")
+    pod.delete(wait=True, check=True)  # a pod left by an earlier run
     pod.create(image, serving_url(ctx), max_seconds)
     ctx.state.e2e.cleanups.append(pod.delete)
     pod.wait_ready()

@@ -10,6 +10,7 @@ from typing import Any
 from mlkube.core.deployment import Phase, pinned_version, rollout_phase
 from mlkube.deploy import objects
 from mlkube.deploy.context import Ctx, wait_for
+from mlkube.deploy.kubectl import Forward
 from mlkube.deploy.shell import Process, StepFailed
 
 SERVING_PORT = 8080
@@ -24,11 +25,11 @@ def model_version_of(payload: dict[str, Any]) -> str | None:
     return model_version_of(model) if isinstance(model, dict) else None
 
 
-def port_forward(ctx: Ctx, target: str, remote: int) -> tuple[Process, int]:
+def port_forward(ctx: Ctx, target: str, remote: int) -> Forward:
     """``kubectl port-forward <target>`` on a free loopback port; stopped at the end."""
     forward = ctx.kube.port_forward(ctx.opts.namespace, target, remote)
     ctx.state.e2e.cleanups.append(forward.stop)
-    return forward.proc, forward.port
+    return forward
 
 
 def get_json_http(ctx: Ctx, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -67,13 +68,12 @@ def replica_versions(ctx: Ctx, dep: dict[str, Any]) -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for pod in serving_pods(ctx, dep):
         name = objects.name_of(pod)
-        proc, port = port_forward(ctx, f"pod/{name}", SERVING_PORT)
+        forward = port_forward(ctx, f"pod/{name}", SERVING_PORT)
         try:
-            base = f"http://127.0.0.1:{port}"
-            wait_http(ctx, proc, f"{base}/healthz/live", f"pod/{name}")
-            versions[name] = model_version_of(get_json_http(ctx, f"{base}/model"))
+            wait_http(ctx, forward.proc, f"{forward.url}/healthz/live", f"pod/{name}")
+            versions[name] = model_version_of(get_json_http(ctx, f"{forward.url}/model"))
         finally:
-            proc.stop()
+            forward.stop()
     return versions
 
 
