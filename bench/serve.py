@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from statistics import median_high
 from typing import Any
 
 from mlkube.mlflow_server import MlflowServer, free_port, stop_process_group
@@ -246,13 +247,10 @@ def start_server(
 
 
 def median_load(loads: list[Load]) -> Load:
-    def mid(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
     return Load(
-        rps=mid([x.rps for x in loads]),
-        p50_ms=mid([x.p50_ms for x in loads]),
-        p99_ms=mid([x.p99_ms for x in loads]),
+        rps=median_high([x.rps for x in loads]),
+        p50_ms=median_high([x.p50_ms for x in loads]),
+        p99_ms=median_high([x.p99_ms for x in loads]),
         requests=sum(x.requests for x in loads),
         errors=sum(x.errors for x in loads),
     )
@@ -563,7 +561,7 @@ def run_all(
             stop_process_group(proc)
             results[server.name].cold_starts.append(again.cold_start_s)
     for result in results.values():
-        result.cold_start_s = sorted(result.cold_starts)[len(result.cold_starts) // 2]
+        result.cold_start_s = median_high(result.cold_starts)
     return results
 
 
