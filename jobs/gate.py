@@ -12,6 +12,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from jobs.model import improvement, score
@@ -115,15 +116,24 @@ def decide(
     )
 
 
-def champion_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
-    """The alias's version; None only when the model or the alias does not exist. Any other
-    error (a refusal, an invalid name) is raised: never promote over a champion not read."""
+def champion_model_version(
+    client: MlflowClient, model_name: str, alias: str
+) -> ModelVersion | None:
+    """The ModelVersion the alias points to (number, tags, run); None only when the model or
+    the alias does not exist. Any other error (a refusal, an invalid name) is raised: never
+    promote over a champion not read."""
     try:
-        return str(client.get_model_version_by_alias(model_name, alias).version)
+        return client.get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
         if classify(exc) == "not-found":
             return None
         raise
+
+
+def champion_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """The alias's version number (see :func:`champion_model_version`)."""
+    champion = champion_model_version(client, model_name, alias)
+    return None if champion is None else str(champion.version)
 
 
 def load_version(model_name: str, version: str) -> Any:

@@ -27,6 +27,7 @@ from mlkube.core.names import TAG_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 IDENTITY_TAG = f"{TAG_PREFIX}.identity"
 # A run tag holds at most 8000 characters; parameters longer than this are recorded as a hash.
@@ -136,14 +137,13 @@ def code_version(requirements: Iterable[str], roots: Iterable[Path] = SOURCE_ROO
     return f"mlkube {__version__}, source {source_digest(roots)}, {pins}"
 
 
-def champion_identity(client: MlflowClient, model_name: str, version: str) -> Identity | None:
-    """The identity recorded on the champion version, else on the run that made it (a version
-    registered from a run by ``jobs.promote``); None when neither has one."""
+def champion_identity(client: MlflowClient, mv: ModelVersion) -> Identity | None:
+    """The identity recorded on the champion's ModelVersion ``mv``, else on the run that made
+    it (a version registered from a run by ``jobs.promote``); None when neither has one."""
     from mlflow.exceptions import MlflowException
 
     from mlkube.core.registry import classify
 
-    mv = client.get_model_version(model_name, version)
     found = Identity.from_tags(mv.tags or {})
     if found is not None or not mv.run_id:
         return found

@@ -17,7 +17,7 @@ from mlflow.models import infer_signature
 
 from jobs.cli import git_commit
 from jobs.data import IRIS_SOURCE, Dataset, bootstrap, holdout_split, load_dataset
-from jobs.gate import Decision, champion_version, run_gate
+from jobs.gate import Decision, champion_model_version, run_gate
 from jobs.identity import (
     Identity,
     Registration,
@@ -103,10 +103,11 @@ def train(
         )
         mlflow.log_metrics(scores)
         log.info("holdout: %s", ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-        current = champion_version(client, settings.model_name, settings.model_alias)
+        champion_mv = champion_model_version(client, settings.model_name, settings.model_alias)
+        current = None if champion_mv is None else str(champion_mv.version)
         champion = None
-        if current is not None and not force_register:
-            champion = champion_identity(client, settings.model_name, current)
+        if champion_mv is not None and not force_register:
+            champion = champion_identity(client, champion_mv)
         registration = decide_registration(identity, current, champion, force=force_register)
         if not registration.register:
             # The run (params, metrics, lineage, identity) is the audit trail; the model is not

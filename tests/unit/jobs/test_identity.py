@@ -150,14 +150,10 @@ def test_the_real_code_version_hashes_the_jobs_and_the_core() -> None:
 
 
 class FakeClient:
-    """The two reads ``champion_identity`` makes: a version's tags, its run's tags."""
+    """The read ``champion_identity`` may make beyond the champion's version: its run's tags."""
 
-    def __init__(self, version_tags: dict[str, str], run_tags: dict[str, str] | None) -> None:
-        self.version_tags = version_tags
+    def __init__(self, run_tags: dict[str, str] | None) -> None:
         self.run_tags = run_tags
-
-    def get_model_version(self, name: str, version: str) -> Any:
-        return SimpleNamespace(tags=self.version_tags, run_id="r1")
 
     def get_run(self, run_id: str) -> Any:
         if self.run_tags is None:
@@ -167,8 +163,8 @@ class FakeClient:
 
 def test_the_champions_identity_is_read_from_its_version_else_its_run() -> None:
     def read(version_tags: dict[str, str], run_tags: dict[str, str] | None) -> Identity | None:
-        client: Any = FakeClient(version_tags, run_tags)
-        return champion_identity(client, "m", "3")
+        client: Any = FakeClient(run_tags)
+        return champion_identity(client, SimpleNamespace(tags=version_tags, run_id="r1"))
 
     assert read(CHAMPION.tags(), None) == CHAMPION
     assert read({}, CHAMPION.tags()) == CHAMPION  # registered from a run by `jobs.promote`
@@ -181,9 +177,9 @@ def test_a_refused_run_read_is_not_taken_for_no_identity() -> None:
         def get_run(self, run_id: str) -> Any:
             raise MlflowException("forbidden", error_code=PERMISSION_DENIED)
 
-    client: Any = Refusing({}, {})
+    client: Any = Refusing({})
     with pytest.raises(MlflowException):
-        champion_identity(client, "m", "3")
+        champion_identity(client, SimpleNamespace(tags={}, run_id="r1"))
 
 
 def test_force_register_flag() -> None:
