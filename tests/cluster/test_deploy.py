@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from mlkube.core.deployment import pinned_version
+from rollout.canary import ANNOTATION_MIN_REQUESTS, ANNOTATION_MOVE_ALIAS_BACK, canary_name
+from rollout.plan import tag_key
 from tests.cluster.conftest import Deployed
 from tests.cluster.kube import (
     REPO,
@@ -347,11 +349,11 @@ def train(mlflow_uri: str, classifier: str, tmp_path: Path) -> str:
 def verdict(client: Any, version: str, deployed: Deployed) -> str | None:
     dep = deployed.deployment("serving")["metadata"]["name"]
     tags = client.get_model_version(MODEL, version).tags
-    return tags.get(f"mlkube.rollout/{deployed.namespace}/{dep}")
+    return tags.get(tag_key(deployed.namespace, dep))
 
 
 def canary_of(deployed: Deployed) -> dict[str, Any] | None:
-    name = deployed.deployment("serving")["metadata"]["name"] + "-canary"
+    name = canary_name(deployed.deployment("serving")["metadata"]["name"])
     found = kubectl("get", "deployment", name, "-n", deployed.namespace, "-o", "json", check=False)
     return json.loads(found.stdout) if found.returncode == 0 else None
 
@@ -376,12 +378,12 @@ def canary_strategy(deployed: Deployed) -> Iterator[None]:
     name = deployed.deployment("serving")["metadata"]["name"]
     kubectl(
         "annotate", "deployment", name, "-n", deployed.namespace, "--overwrite",
-        "mlkube.io/canary-move-alias-back=true", "mlkube.io/canary-min-requests=20",
+        f"{ANNOTATION_MOVE_ALIAS_BACK}=true", f"{ANNOTATION_MIN_REQUESTS}=20",
     )  # fmt: skip
     yield
     kubectl(
         "annotate", "deployment", name, "-n", deployed.namespace,
-        "mlkube.io/canary-move-alias-back-", "mlkube.io/canary-min-requests-",
+        f"{ANNOTATION_MOVE_ALIAS_BACK}-", f"{ANNOTATION_MIN_REQUESTS}-",
     )  # fmt: skip
     helm(
         "upgrade", deployed.release, chart, "-n", deployed.namespace, "--reuse-values",
