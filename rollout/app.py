@@ -96,9 +96,8 @@ class Operator:
         self.kube = Kube(load_configuration(kubeconfig))
         self.registry = Registry(
             settings.tracking_uri,
-            backoff=Backoff(
-                first=min(settings.poll_seconds, 5.0), cap=max(4 * settings.poll_seconds, 5.0)
-            ),
+            # Capped at one poll: the registry's return is noticed by the next poll.
+            backoff=Backoff(first=min(settings.poll_seconds, 5.0), cap=settings.poll_seconds),
             on_error=self.metrics.registry_errors.inc,
         )
         self.reconciler = Reconciler(self.kube, self.registry, self.metrics)
@@ -167,12 +166,17 @@ class Operator:
     # -- reconciles --------------------------------------------------------------------------
 
     async def _handle(self, item: Item[Key]) -> None:
-        await self.reconcile(
+        action = await self.reconcile(
             item.key,
             item.trigger,
             body=item.payload.get("body"),
             resolved=item.payload.get("resolved"),
         )
+        if action.recheck_after is not None and item.key in self.deployments:
+            # A rollout in progress is looked at again when its next verdict is due (a load
+            # error confirmed, the deadline), not only at the next poll.
+            self.queue.add(item.key, "recheck", after=max(action.recheck_after, 0.5),
+                           body=None, resolved=None)  # fmt: skip
 
     async def reconcile(
         self,

@@ -45,6 +45,13 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300),
             registry=self.registry,
         )
+        self.patches = Counter(
+            "mlkube_rollout_deployment_patches_total",
+            "Patches the operator wrote to serving Deployments, by the action they carried "
+            "(roll, succeed, note, ...): its own writes, bounded whatever others change",
+            ["action"],
+            registry=self.registry,
+        )
         self.refusals = Counter(
             "mlkube_rollout_patch_refusals_total",
             "Patches the API server refused (admission, policy, RBAC, invalid), by the action "

@@ -13,16 +13,25 @@ State lives in the Deployment, so a restarted operator carries on where the last
   and ``make status`` show it): ``mlkube.io/rollout-status`` (the phase: progressing,
   succeeded, waiting, failed), ``rollout-target``, ``stable-model-version`` (the last version
   a completed rollout had pods serve: what a failure goes back to), ``rollout-started`` (the
-  operator's own deadline counts from this patch), ``rollout-reason``, ``rollout-generation``
-  (metadata.generation our patch produced: a later one means someone else changed the spec),
-  ``failed-model-version`` (not rolled to again until the alias moves), ``rollout-attempt`` and
+  operator's own deadline counts from this patch), ``rollout-reason``, ``rollout-template``
+  (a hash of the pod template with the pin left out: another hash means someone else changed
+  the template), ``failed-model-version`` (not rolled to again until the alias moves),
+  ``last-failed-model-version`` (for people, until a newer version succeeds),
+  ``rollout-load-error-since`` (every new pod reports the same model load error since then),
+  ``registry-unavailable`` (the registry gives no answer), ``rollout-attempt`` and
   ``rollout-retry-at`` (retries of a rollout that failed for a reason other than the model);
 - ``mlkube.io/rollout-hold`` (set by people, or by the chart when it pins a version): the
   operator writes nothing to that Deployment.
 
+How the operator tells its own writes from others': never by ``metadata.generation``, which the
+API server bumps for annotation changes too (so every record write would look like someone
+else's change). It compares the pod template, pin left out, with the hash it recorded: only
+another party changes that. Replicas, labels, annotations and a pause are read as they are.
+
 The MLflow version gets the verdict per Deployment: ``mlkube.rollout/<namespace>/<name>``
-(succeeded | failed | aborted) and ``mlkube.rollout.reason/<namespace>/<name>``, so Deployments
-following the same alias (staging, production) do not overwrite each other's verdicts.
+(succeeded | failed | aborted | superseded) and ``mlkube.rollout.reason/<namespace>/<name>``,
+so Deployments following the same alias (staging, production) do not overwrite each other's
+verdicts.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import copy
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,9 +60,13 @@ from mlkube.core.deployment import (
 )
 from mlkube.core.names import (
     ANNOTATION_FAILED_VERSION,
+    ANNOTATION_LAST_FAILED_VERSION,
+    ANNOTATION_LOAD_ERROR_CONFIRM,
+    ANNOTATION_LOAD_ERROR_SINCE,
     ANNOTATION_MODEL_ALIAS,
     ANNOTATION_MODEL_VERSION,
     ANNOTATION_PREVIOUS_MODEL_VERSION,
+    ANNOTATION_REGISTRY_UNAVAILABLE,
     ANNOTATION_ROLLOUT_ATTEMPT,
     ANNOTATION_ROLLOUT_DEADLINE,
     ANNOTATION_ROLLOUT_GENERATION,
@@ -61,6 +76,7 @@ from mlkube.core.names import (
     ANNOTATION_ROLLOUT_STARTED,
     ANNOTATION_ROLLOUT_STATUS,
     ANNOTATION_ROLLOUT_TARGET,
+    ANNOTATION_ROLLOUT_TEMPLATE,
     ANNOTATION_STABLE_VERSION,
     DEFAULT_ALIAS,
     ENV_MODEL_VERSION,
@@ -85,7 +101,9 @@ STATUS_CANARY = "canary"  # one pod of the target runs beside the stable ones, t
 VERDICT_SUCCEEDED = "succeeded"
 VERDICT_FAILED = "failed"  # the model is the cause
 VERDICT_ABORTED = "aborted"  # gave up after retries, the model not shown to be the cause
+VERDICT_SUPERSEDED = "superseded"  # the alias moved on before the version served
 
+DEFAULT_LOAD_ERROR_CONFIRM_SECONDS = 30.0
 DEFAULT_DEADLINE_SECONDS = 600  # Kubernetes' default progressDeadlineSeconds
 MAX_REASON = 480  # an annotation value people read in `kubectl describe`
 
@@ -200,6 +218,15 @@ class Action:
     canary_delete: str | None = None  # name of a canary Deployment to delete
     alias_back: tuple[str, str] | None = None  # (alias, version): move the alias back
     alias_tags: Mapping[str, str] = field(default_factory=dict)  # tags on that version
+    # Tags on other versions than ``version`` (e.g. the one superseded): version -> tags.
+    other_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    more_events: tuple[Event, ...] = ()  # after ``event``
+    needs_pods: bool = False  # decide again with the pods: they may change the answer
+    recheck_after: float | None = None  # seconds: reconcile again then, if nothing else does
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return ((self.event,) if self.event is not None else ()) + self.more_events
 
     @property
     def tag(self) -> str | None:
@@ -225,10 +252,13 @@ class Watched:
     stable: str | None = None
     started: dt.datetime | None = None
     reason: str | None = None
-    generation: int | None = None  # recorded by our last template patch
+    template: str | None = None  # the pod template's hash, as last recorded
     attempt: int = 0
     retry_at: dt.datetime | None = None
     hold: str | None = None
+    last_failed: str | None = None
+    load_error_since: dt.datetime | None = None
+    registry_unavailable: str | None = None
 
     @property
     def tag_key(self) -> str:
@@ -260,7 +290,6 @@ def parse(body: Mapping[str, Any]) -> Watched | None:
     target = annotations.get(ANNOTATION_ROLLOUT_TARGET) or None
     if target is None and status == STATUS_PROGRESSING:
         target = pinned  # v1 record
-    generation = annotations.get(ANNOTATION_ROLLOUT_GENERATION)
     return Watched(
         namespace=meta.get("namespace") or "default",
         name=meta.get("name", ""),
@@ -273,10 +302,13 @@ def parse(body: Mapping[str, Any]) -> Watched | None:
         stable=stable,
         started=parse_time(annotations.get(ANNOTATION_ROLLOUT_STARTED)),
         reason=annotations.get(ANNOTATION_ROLLOUT_REASON) or None,
-        generation=_int(generation, 0) or None,
+        template=annotations.get(ANNOTATION_ROLLOUT_TEMPLATE) or None,
         attempt=_int(annotations.get(ANNOTATION_ROLLOUT_ATTEMPT)),
         retry_at=parse_time(annotations.get(ANNOTATION_ROLLOUT_RETRY_AT)),
         hold=annotations.get(ANNOTATION_ROLLOUT_HOLD) or None,
+        last_failed=annotations.get(ANNOTATION_LAST_FAILED_VERSION) or None,
+        load_error_since=parse_time(annotations.get(ANNOTATION_LOAD_ERROR_SINCE)),
+        registry_unavailable=annotations.get(ANNOTATION_REGISTRY_UNAVAILABLE) or None,
     )
 
 
@@ -363,6 +395,32 @@ def template_patch(body: Mapping[str, Any], version: str) -> JsonPatch:
     return ops
 
 
+def _pruned(node: Any) -> Any:
+    """``node`` without empty objects and lists (the API server treats them as absent)."""
+    if isinstance(node, Mapping):
+        kept = {k: _pruned(v) for k, v in node.items()}
+        return {k: v for k, v in kept.items() if v not in ({}, [], None)}
+    if isinstance(node, list):
+        return [_pruned(v) for v in node]
+    return node
+
+
+def template_hash(body: Mapping[str, Any]) -> str:
+    """A hash of the pod template with the pin (``MODEL_VERSION``, the version annotations)
+    left out: the same before and after the operator pins a version, another one when someone
+    else changes the template (``helm upgrade``, ``kubectl rollout restart``, ``set image``)."""
+    template = copy.deepcopy(dict((body.get("spec") or {}).get("template") or {}))
+    for container in (template.get("spec") or {}).get("containers") or []:
+        if container.get("env"):
+            container["env"] = [e for e in container["env"] if e.get("name") != ENV_MODEL_VERSION]
+    annotations = (template.get("metadata") or {}).get("annotations")
+    if annotations:
+        for key in (ANNOTATION_MODEL_VERSION, ANNOTATION_PREVIOUS_MODEL_VERSION):
+            annotations.pop(key, None)
+    text = json.dumps(_pruned(template), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def state_patch(body: Mapping[str, Any], changes: Mapping[str, str | None]) -> JsonPatch:
     """Ops that set/remove the operator's own annotations on the Deployment's metadata."""
     return _metadata_ops(body, ("metadata",), changes)
@@ -375,10 +433,6 @@ def with_precondition(body: Mapping[str, Any], ops: JsonPatch) -> JsonPatch:
     if not ops or not version:
         return ops
     return [{"op": "replace", "path": "/metadata/resourceVersion", "value": version}, *ops]
-
-
-def _changes_spec(ops: JsonPatch) -> bool:
-    return any(op["op"] != "test" and op["path"].startswith("/spec/") for op in ops)
 
 
 # -- why a rollout did not complete -------------------------------------------------------------
@@ -489,33 +543,36 @@ def _short(text: str) -> str:
     return short(text, MAX_REASON)
 
 
-def _generation(body: Mapping[str, Any]) -> int:
-    return _int((body.get("metadata") or {}).get("generation"))
+_RECORD_KEYS = {
+    "status": ANNOTATION_ROLLOUT_STATUS,
+    "target": ANNOTATION_ROLLOUT_TARGET,
+    "stable": ANNOTATION_STABLE_VERSION,
+    "started": ANNOTATION_ROLLOUT_STARTED,
+    "reason": ANNOTATION_ROLLOUT_REASON,
+    "failed": ANNOTATION_FAILED_VERSION,
+    "attempt": ANNOTATION_ROLLOUT_ATTEMPT,
+    "retry_at": ANNOTATION_ROLLOUT_RETRY_AT,
+    "template": ANNOTATION_ROLLOUT_TEMPLATE,
+    "last_failed": ANNOTATION_LAST_FAILED_VERSION,
+    "load_error_since": ANNOTATION_LOAD_ERROR_SINCE,
+    "registry": ANNOTATION_REGISTRY_UNAVAILABLE,
+}
 
 
 def _record(
     body: Mapping[str, Any], template_ops: JsonPatch, **fields: str | int | None
 ) -> JsonPatch:
-    """``template_ops`` plus the record fields given (None removes one). When the template
-    changes, the generation it will have is recorded too."""
-    keys = {
-        "status": ANNOTATION_ROLLOUT_STATUS,
-        "target": ANNOTATION_ROLLOUT_TARGET,
-        "stable": ANNOTATION_STABLE_VERSION,
-        "started": ANNOTATION_ROLLOUT_STARTED,
-        "reason": ANNOTATION_ROLLOUT_REASON,
-        "failed": ANNOTATION_FAILED_VERSION,
-        "attempt": ANNOTATION_ROLLOUT_ATTEMPT,
-        "retry_at": ANNOTATION_ROLLOUT_RETRY_AT,
-        "generation": ANNOTATION_ROLLOUT_GENERATION,
-    }
+    """``template_ops`` plus the record fields given (None removes one). Any write drops the
+    generation an older operator recorded; a write that (re)starts a rollout clears the load
+    error seen during the last one."""
     changes: dict[str, str | None] = {
-        keys[name]: None if value is None else str(value) for name, value in fields.items()
+        _RECORD_KEYS[name]: None if value is None else str(value) for name, value in fields.items()
     }
     if "reason" in fields and fields["reason"] is not None:
         changes[ANNOTATION_ROLLOUT_REASON] = _short(str(fields["reason"]))
-    if _changes_spec(template_ops):
-        changes[ANNOTATION_ROLLOUT_GENERATION] = str(_generation(body) + 1)
+    changes[ANNOTATION_ROLLOUT_GENERATION] = None
+    if fields.get("started") is not None:
+        changes.setdefault(ANNOTATION_LOAD_ERROR_SINCE, None)
     return template_ops + state_patch(body, changes)
 
 
@@ -526,8 +583,16 @@ def _verdict(w: Watched, verdict: str, reason: str) -> dict[str, str]:
 
 
 def _roll(
-    body: Mapping[str, Any], w: Watched, version: str, why: str, now: dt.datetime, attempt: int = 0
+    body: Mapping[str, Any],
+    w: Watched,
+    version: str,
+    why: str,
+    now: dt.datetime,
+    attempt: int = 0,
+    superseded: str | None = None,
 ) -> Action:
+    """Pin ``version``. ``superseded``: the version whose rollout this one replaces before it
+    completed (the pods still serve the stable version): tagged and told as such."""
     ops = _record(
         body,
         template_patch(body, version),
@@ -539,20 +604,38 @@ def _roll(
         failed=None,
         attempt=attempt or None,
         retry_at=None,
+        template=template_hash(body),
     )
-    if w.pinned is None:
+    served = w.stable if superseded is not None else w.pinned
+    if served is None:
         message = f"Pinning model {w.model_name} to version {version} ({why})"
-    elif w.pinned == version:
+    elif served == version:
         message = f"Rolling model {w.model_name} version {version} again ({why})"
     else:
-        message = f"Rolling model {w.model_name} from version {w.pinned} to {version} ({why})"
+        message = f"Rolling model {w.model_name} from version {served} to {version} ({why})"
+    if superseded is None or superseded == version:
+        return Action(
+            Kind.ROLL,
+            reason=message,
+            version=version,
+            previous=w.stable,
+            patch=ops,
+            event=Event("Normal", "ModelRolloutStarted", message),
+        )
+    serving = f"the pods serve version {served}" if served else "no version was pinned before"
+    note = (
+        f"Model {w.model_name} version {superseded} was superseded by version {version} before "
+        f"it served (alias {w.alias} moved during its rollout); {serving}"
+    )
     return Action(
         Kind.ROLL,
-        reason=message,
+        reason=f"{message}; {note}",
         version=version,
         previous=w.stable,
         patch=ops,
-        event=Event("Normal", "ModelRolloutStarted", message),
+        event=Event("Normal", "ModelRolloutSuperseded", note),
+        more_events=(Event("Normal", "ModelRolloutStarted", message),),
+        other_tags={superseded: _verdict(w, VERDICT_SUPERSEDED, note)},
     )
 
 
@@ -605,8 +688,10 @@ def _fail(
         stable=restore,
         reason=message,
         failed=version,
+        last_failed=version,
         attempt=None,
         retry_at=None,
+        load_error_since=None,
     )
     verdict = VERDICT_ABORTED if gave_up else VERDICT_FAILED
     return Action(
@@ -656,6 +741,7 @@ def _stall(
         reason=message,
         attempt=attempt,
         retry_at=format_time(retry_at),
+        load_error_since=None,
     )
     return Action(
         Kind.STALL,
@@ -676,6 +762,38 @@ def _note(body: Mapping[str, Any], w: Watched, reason: str, **fields: str | None
                   patch=_record(body, [], reason=reason, **fields))  # fmt: skip
 
 
+def load_error_confirm_seconds(body: Mapping[str, Any]) -> float:
+    """How long every new pod must report the same model load error before the version is
+    failed: the Deployment's ``mlkube.io/load-error-confirm-seconds``, else 30; 0 turns the
+    shortcut off (the deadline decides)."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(ANNOTATION_LOAD_ERROR_CONFIRM)
+    try:
+        seconds = float(value) if value is not None else DEFAULT_LOAD_ERROR_CONFIRM_SECONDS
+    except ValueError:
+        return DEFAULT_LOAD_ERROR_CONFIRM_SECONDS
+    return seconds if seconds >= 0 else DEFAULT_LOAD_ERROR_CONFIRM_SECONDS
+
+
+def model_load_failure(pods: Sequence[PodView], version: str) -> str | None:
+    """The detail when every pod of ``version`` is unready and its readiness reports one and
+    the same model load error (not the registry's, not the node's, not the image's), else None.
+    """
+    new = [p for p in pods if p.version == version and not p.canary]
+    errors = set()
+    for pod in new:
+        error = (pod.ready_detail or {}).get("last_error")
+        if pod.ready or not isinstance(error, str) or not error:
+            return None
+        if classify_load_error(error) is not Cause.MODEL:
+            return None
+        errors.add(error)
+    if len(errors) != 1:
+        return None
+    names = ", ".join(sorted(p.name for p in new))
+    return f"pod(s) {names} cannot load the model: {errors.pop()}"
+
+
 def _progressing(
     body: Mapping[str, Any],
     w: Watched,
@@ -686,19 +804,22 @@ def _progressing(
 ) -> Action:
     assert w.pinned is not None
     version = w.target or w.pinned
+    template = template_hash(body)
     if w.pinned != version:  # pinned by someone else meanwhile (no hold): that is the target now
         return _note(body, w, f"pinned to version {w.pinned} by someone else during the rollout",
-                     target=w.pinned, started=format_time(now),
-                     generation=str(_generation(body)))  # fmt: skip
-    spec = body.get("spec") or {}
-    started = w.started or now
-    if w.generation is not None and _generation(body) > w.generation:
+                     target=w.pinned, started=format_time(now), template=template)  # fmt: skip
+    # A record from before the hash (template None) is taken as it is, until the next rollout.
+    if w.template is not None and w.template != template:
+        # A new ReplicaSet (helm upgrade, rollout restart, set image): its pods start afresh, so
+        # the deadline does too, as Kubernetes' own progress deadline does. Once per change.
         return _note(
             body, w,
-            f"the Deployment's spec was changed by someone else during the rollout of version "
-            f"{version} (generation {w.generation} -> {_generation(body)}); deadline restarted",
-            started=format_time(now), generation=str(_generation(body)),
+            f"the pod template was changed by someone else during the rollout of version "
+            f"{version}; deadline restarted",
+            started=format_time(now), template=template,
         )  # fmt: skip
+    spec = body.get("spec") or {}
+    started = w.started or now
 
     phase = rollout_phase(body, since=w.started)
     status = body.get("status") or {}
@@ -712,6 +833,7 @@ def _progressing(
                 f"Model {w.model_name} version {version} is rolled out: {replicas} "
                 f"replica(s) updated, available and serving it"
             )
+            newer = w.last_failed is not None and _int(version) > _int(w.last_failed)
             return Action(
                 Kind.SUCCEED,
                 reason=message,
@@ -726,6 +848,8 @@ def _progressing(
                     attempt=None,
                     retry_at=None,
                     failed=None,
+                    load_error_since=None,
+                    **({"last_failed": None} if newer else {}),
                 ),  # fmt: skip
                 tags=_verdict(w, VERDICT_SUCCEEDED, message),
                 event=Event("Normal", "ModelRolloutSucceeded", message),
@@ -742,11 +866,49 @@ def _progressing(
 
     # Still within the deadline. The alias moved on: the newer version supersedes this one.
     if alias is not None and alias.version not in (version, w.failed_version):
-        return _roll(body, w, alias.version, f"alias {w.alias} moved during the rollout", now)
+        return _roll(body, w, alias.version, f"alias {w.alias} moved during the rollout", now,
+                     superseded=version)  # fmt: skip
     if spec.get("paused") or replicas == 0:
         _, detail = classify(body, pods, version)
         return _note(body, w, f"waiting: {detail}")
-    return Action(Kind.NOOP, reason=f"rollout of version {version} in progress")
+    until_deadline = (deadline - now).total_seconds()
+    if pods is None:
+        return Action(Kind.NOOP, reason=f"rollout of version {version} in progress",
+                      needs_pods=True, recheck_after=until_deadline)  # fmt: skip
+    return _confirm_load_error(body, w, version, now, pods, until_deadline)
+
+
+def _confirm_load_error(
+    body: Mapping[str, Any],
+    w: Watched,
+    version: str,
+    now: dt.datetime,
+    pods: Sequence[PodView],
+    until_deadline: float,
+) -> Action:
+    """Every new pod says the model does not load: fail the version once that held for the
+    confirmation time, instead of waiting minutes for the deadline."""
+    confirm = load_error_confirm_seconds(body)
+    failure = model_load_failure(pods, version) if confirm > 0 else None
+    if failure is None:
+        if w.load_error_since is not None:
+            return _note(body, w, f"rollout of version {version} in progress; the new pods no "
+                         f"longer report the same load error", load_error_since=None)  # fmt: skip
+        return Action(Kind.NOOP, reason=f"rollout of version {version} in progress",
+                      recheck_after=until_deadline)  # fmt: skip
+    if w.load_error_since is None:
+        note = _note(
+            body, w,
+            f"{failure}; version {version} fails unless this changes within {confirm:.0f}s",
+            load_error_since=format_time(now),
+        )  # fmt: skip
+        return dataclasses.replace(note, recheck_after=confirm)
+    held = (now - w.load_error_since).total_seconds()
+    if held < confirm:
+        return Action(Kind.NOOP, reason=f"{failure}; confirming ({held:.0f}s of {confirm:.0f}s)",
+                      recheck_after=confirm - held)  # fmt: skip
+    detail = f"{failure} (every new pod, for {held:.0f}s)"
+    return _fail(body, w, version, Cause.MODEL, detail, pods, gave_up=False)
 
 
 def _waiting(
@@ -754,7 +916,8 @@ def _waiting(
 ) -> Action:
     version = w.target or w.pinned
     if alias is not None and alias.version not in (version, w.failed_version):
-        return _roll(body, w, alias.version, f"alias {w.alias} -> {alias.version}", now)
+        return _roll(body, w, alias.version, f"alias {w.alias} -> {alias.version}", now,
+                     superseded=version)  # fmt: skip
     if alias is None or version is None:
         return Action(Kind.NOOP, reason="waiting to retry; the registry gave no answer")
     if w.retry_at is not None and now < w.retry_at:
@@ -824,7 +987,15 @@ def _canary(
         action = _roll(body, w, target, "canary record incomplete: plain rollout", now)
         return dataclasses.replace(action, canary_delete=name)
     if alias is not None and alias.version not in (version, w.failed_version):
-        return _canary_start(body, w, alias.version, now)  # replaces the running canary
+        note = (
+            f"Model {w.model_name} version {version} was superseded by version {alias.version} "
+            f"during its canary; the pods serve version {w.stable}"
+        )
+        return dataclasses.replace(
+            _canary_start(body, w, alias.version, now),  # replaces the running canary
+            other_tags={version: _verdict(w, VERDICT_SUPERSEDED, note)},
+            more_events=(Event("Normal", "ModelRolloutSuperseded", note),),
+        )
     policy = canary.policy_of(body)
     end = (w.started or now) + dt.timedelta(seconds=policy.seconds)
     if now < end:
@@ -880,14 +1051,17 @@ def decide(
     pods: Sequence[PodView] | None = None,
     policy: Policy = DEFAULT_POLICY,
     canary_observed: CanaryObservation | None = None,
+    registry_error: str | None = None,
 ) -> Action:
     """What to do with this Deployment now.
 
     ``alias`` is None when the alias is not set (``registry_ok`` True) or when the registry
-    gave no answer: unreachable, or refusing the call, e.g. 401/403 (``registry_ok`` False).
-    Then nothing is rolled forward, but a failed rollout is still reverted, since that must not
-    wait for MLflow. ``pods``: the Deployment's pods (None: not read), which say why a rollout
-    is not completing and whether pods serve the version."""
+    gave no answer: unreachable, or refusing the call, e.g. 401/403 (``registry_ok`` False,
+    ``registry_error`` says why). Then nothing is rolled forward, but a failed rollout is still
+    reverted, since that must not wait for MLflow; the record says the Deployment waits on the
+    registry, once, and says so again when the registry is back. ``pods``: the Deployment's
+    pods (None: not read), which say why a rollout is not completing and whether pods serve
+    the version."""
     now = now or dt.datetime.now(dt.UTC)
     w = parse(body)
     if w is None:
@@ -897,6 +1071,50 @@ def decide(
             Kind.NOOP,
             reason=f"held ({ANNOTATION_ROLLOUT_HOLD}: {w.hold}): the operator leaves it alone",
         )
+    action = _decide(body, w, alias, registry_ok, now, pods, policy, canary_observed)
+    if not registry_ok and w.registry_unavailable is None:
+        why = short(registry_error or "no answer", 200)
+        message = (
+            f"Waiting on the model registry: it gave no answer ({why}); model {w.model_name} "
+            f"stays on the version its pods serve until the registry answers"
+        )
+        return _with_record(body, action, {"registry": f"since {format_time(now)}: {why}"},
+                            Event("Warning", "ModelRegistryUnavailable", message))  # fmt: skip
+    if registry_ok and w.registry_unavailable is not None:
+        message = (
+            f"The model registry answers again (unavailable {w.registry_unavailable}); "
+            f"following alias {w.alias} of model {w.model_name}"
+        )
+        return _with_record(body, action, {"registry": None},
+                            Event("Normal", "ModelRegistryAvailable", message))  # fmt: skip
+    return action
+
+
+def _with_record(
+    body: Mapping[str, Any], action: Action, fields: Mapping[str, str | None], event: Event
+) -> Action:
+    """``action`` that also writes these record fields and emits ``event`` (a NOOP becomes a
+    NOTE). The record ops go after the action's own, which left those keys alone."""
+    ops = _record(body, [], **fields)
+    if action.kind is Kind.NOOP:
+        return dataclasses.replace(action, kind=Kind.NOTE, reason=event.message, patch=ops,
+                                   event=event)  # fmt: skip
+    written = {op["path"] for op in action.patch}
+    extra = [op for op in ops if op["path"] not in written]
+    return dataclasses.replace(action, patch=[*action.patch, *extra],
+                               more_events=(*action.more_events, event))  # fmt: skip
+
+
+def _decide(
+    body: Mapping[str, Any],
+    w: Watched,
+    alias: AliasTarget | None,
+    registry_ok: bool,
+    now: dt.datetime,
+    pods: Sequence[PodView] | None,
+    policy: Policy,
+    canary_observed: CanaryObservation | None,
+) -> Action:
 
     if w.status == STATUS_PROGRESSING and w.pinned is not None:
         action = _progressing(body, w, alias if registry_ok else None, now, pods, policy)
@@ -943,12 +1161,15 @@ def decide(
                 f"version {alias.version}, which the pods serve"
             )
             settled = w.stable in (None, alias.version) and w.status == STATUS_FAILED
+            # The record names what the pods serve; the failed version stays visible (as
+            # last-failed) until a newer version succeeds.
             return Action(
                 Kind.FORGET,
                 reason=message,
                 version=alias.version,
-                patch=_record(body, [], failed=None, **(
-                    {"status": STATUS_SUCCEEDED, "stable": alias.version, "reason": message}
+                patch=_record(body, [], failed=None, last_failed=w.failed_version, **(
+                    {"status": STATUS_SUCCEEDED, "target": alias.version,
+                     "stable": alias.version, "reason": message}
                     if settled else {}
                 )),
             )  # fmt: skip

@@ -3,8 +3,8 @@
 Blocking (the Kubernetes and MLflow clients are synchronous): the operator runs it in worker
 threads, one Deployment at a time per Deployment (a lock per name), any number in parallel.
 
-The pods are read only when a decision depends on them (a rollout that completed or ran out of
-time): they say whether pods serve the version, and why not. A patch the API server refuses
+The pods are read only when a decision depends on them (a rollout in progress, completed or out
+of time): they say whether pods serve the version, and why not. A patch the API server refuses
 (admission denial, policy, RBAC, invalid object) is posted as a Warning Event on the Deployment
 and not sent again before a backoff ends, unless the Deployment changed meanwhile.
 """
@@ -58,6 +58,7 @@ class Resolved:
 
     target: plan.AliasTarget | None  # None with ok: the alias is not set
     ok: bool  # False: MLflow did not answer or refused (e.g. 401/403), ``target`` means nothing
+    error: str | None = None  # why not ok, in one line
 
 
 class Reconciler:
@@ -82,7 +83,7 @@ class Reconciler:
             target = self.registry.resolve(model_name, alias)
         except RegistryError as exc:  # the registry logged it (WARNING) and counted it
             log.debug("%s", exc)
-            return Resolved(None, ok=False)
+            return Resolved(None, ok=False, error=str(exc))
         if target is not None:
             self._saw_alias(model_name, alias, target.version, None)
         return Resolved(target, ok=True)
@@ -190,14 +191,18 @@ class Reconciler:
         lookup: Resolved = resolved or self.resolve(watched.model_name, watched.alias)
 
         def decide(current: Mapping[str, Any]) -> plan.Action:
-            action = plan.decide(current, lookup.target, lookup.ok)
-            if action.kind in NEEDS_PODS:
+            action = first(current)
+            if action.kind in NEEDS_PODS or action.needs_pods:
                 pods = self.kube.pods(current)
-                action = plan.decide(current, lookup.target, lookup.ok, pods=pods)
+                action = first(current, pods=pods)
             elif action.kind is plan.Kind.CANARY_JUDGE:
                 observed = self._observe_canary(key, current)
-                action = plan.decide(current, lookup.target, lookup.ok, canary_observed=observed)
+                action = first(current, canary_observed=observed)
             return action
+
+        def first(current: Mapping[str, Any], **seen: Any) -> plan.Action:
+            return plan.decide(current, lookup.target, lookup.ok, registry_error=lookup.error,
+                               **seen)  # fmt: skip
 
         def decide_again(current: Mapping[str, Any]) -> plan.Action:
             nonlocal watched, lookup
@@ -209,13 +214,15 @@ class Reconciler:
             watched = now
             return decide(current)
 
-        action = plan.decide(body, lookup.target, lookup.ok)
+        action = first(body)
         if action.patch and not fresh:  # decide again on the current object before writing
             body = self.kube.read(namespace, name)
             if body is None:
                 return gone
             action = decide_again(body)
-        elif action.kind in NEEDS_PODS or action.kind is plan.Kind.CANARY_JUDGE:
+        elif (
+            action.kind in NEEDS_PODS or action.needs_pods or action.kind is plan.Kind.CANARY_JUDGE
+        ):
             action = decide(body)
         for _attempt in range(MAX_CONFLICT_RETRIES):
             if not action.patch:
@@ -240,6 +247,7 @@ class Reconciler:
                 continue
             if patched is None:
                 return gone
+            self.metrics.patches.labels(action=action.kind.value).inc()
             body = patched
             break
         else:
@@ -293,6 +301,11 @@ class Reconciler:
             except RegistryError as exc:
                 # Not lost: decide() re-tags while the alias points at the untagged version.
                 log.warning("%s: could not tag version %s yet: %s", where, action.version, exc)
+        for version, tags in action.other_tags.items():
+            try:
+                self.registry.tag(model, version, tags)
+            except RegistryError as exc:  # a note for people: not retried
+                log.warning("%s: could not tag version %s: %s", where, version, exc)
 
         if action.alias_back is not None:
             alias, version = action.alias_back
@@ -304,8 +317,8 @@ class Reconciler:
                 log.error("%s: could not move alias %s back to version %s: %s",
                           where, alias, version, exc)  # fmt: skip
 
-        if action.event is not None:
-            self._emit(body, action.event)
+        for event in action.events:
+            self._emit(body, event)
 
     # -- canaries ---------------------------------------------------------------------------
 

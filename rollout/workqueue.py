@@ -9,7 +9,9 @@ and the periodic fresh read (as client-go's workqueue is).
 - first in, first out across keys: a webhook burst cannot push a polled Deployment back, since
   each key holds one place at most;
 - ``add`` returns a future that resolves when a reconcile that started after the add ended
-  (the poll loop waits for its cycle with it).
+  (the poll loop waits for its cycle with it);
+- ``add(..., after=s)`` asks for a reconcile no earlier than ``s`` seconds from now (as
+  client-go's ``AddAfter``); an earlier add of the same key brings it forward.
 """
 
 from __future__ import annotations
@@ -60,19 +62,24 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._queued) + len(self._again)
 
-    def add(self, key: K, trigger: str, **payload: Any) -> asyncio.Future[None]:
+    def add(
+        self, key: K, trigger: str, *, after: float = 0.0, **payload: Any
+    ) -> asyncio.Future[None]:
         """Queue ``key`` (or merge into its waiting entry: the first trigger is kept, the
-        newest payload wins)."""
+        newest payload wins, the earliest start wins)."""
         self.added += 1
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pending = self._again if key in self._processing else self._queued
+        not_before = self._clock() + after if after > 0 else 0.0
         item = pending.get(key)
         if item is not None:
             self.coalesced += 1
             item.payload.update(payload)
             item.waiters.append(waiter)
+            item.not_before = min(item.not_before, not_before)
+            self._wakeup.set()
             return waiter
-        pending[key] = Item(key, trigger, dict(payload), [waiter])
+        pending[key] = Item(key, trigger, dict(payload), [waiter], not_before)
         self._wakeup.set()
         return waiter
 

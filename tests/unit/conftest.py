@@ -4,6 +4,7 @@ is an integration test. Any attempt fails the test that made it."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from typing import Any
 
@@ -11,6 +12,11 @@ import pytest
 
 # joblib counts physical cores with `cat /proc/cpuinfo` unless told the count.
 os.environ.setdefault("LOKY_MAX_CPU_COUNT", str(os.cpu_count() or 1))
+
+
+# platform.platform() runs `uname -p` once and caches it; MLflow's telemetry module calls it at
+# import, which a test may be the first to do: done here, before any test refuses processes.
+platform.platform()
 
 
 @pytest.fixture(autouse=True)

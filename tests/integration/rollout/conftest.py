@@ -4,7 +4,7 @@ MLflow server (the session fixture), and the operator itself, running in a threa
 kmock's KubernetesEmulator stores objects and serves list/watch/get/patch/create, but keeps no
 resourceVersion or generation and runs no controller. ``ClusterEmulator`` adds the two
 behaviours the operator depends on (a patch carrying a stale resourceVersion gets 409; a spec
-change bumps metadata.generation), and ``Cluster`` plays the Deployment controller on demand
+or annotation change bumps metadata.generation), and ``Cluster`` plays the Deployment controller on demand
 (rollout complete, or ProgressDeadlineExceeded). Label selectors are still ignored: the
 operator filters labels in code.
 """
@@ -112,7 +112,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         if old_version and new.get("metadata", {}).get("resourceVersion") != old_version:
             raise kmock.KubernetesError(409, "Conflict", "the object has been modified")
         extra: dict[str, Any] = {"resourceVersion": str(int(old_version or "0") + 1)}
-        if new.get("spec") != old.get("spec"):
+        # Kubernetes' rule for Deployments: spec *or annotation* changes bump the generation
+        # (pkg/registry/apps/deployment/strategy.go), the operator's own record writes too.
+        new_meta = new.get("metadata", {})
+        if new.get("spec") != old.get("spec") or new_meta.get("annotations") != old_meta.get(
+            "annotations"
+        ):
             extra["generation"] = int(old_meta.get("generation") or 0) + 1
         data = request.data
         if isinstance(data, list):

@@ -389,14 +389,23 @@ async def test_mlflow_down_means_no_patch_then_recovery(
         await cluster.eventually(
             lambda: operator.metric("mlkube_rollout_registry_errors_total") >= 2
         )
+        await cluster.eventually(
+            lambda: "ModelRegistryUnavailable" in cluster.event_reasons(NAME)
+        )
         await operator.polls(2)
         assert cluster.model_version(NAME) == "1"
-        assert cluster.deployment_patches(NAME) == []
+        # One write, metadata only: the record says the Deployment waits on the registry.
+        [note] = cluster.deployment_patches(NAME)
+        assert all(op["path"].startswith("/metadata/") for op in note.data)
+        waiting = cluster.get(NAME)["metadata"]["annotations"]["mlkube.io/registry-unavailable"]
+        assert "unreachable" in waiting
 
         await proxy.start()  # back on the same port
         took = await cluster.eventually(lambda: cluster.model_version(NAME) == "2")
-        assert took < 6.0  # backoff is capped at max(4 polls, 5 s)
-        assert len(cluster.deployment_patches(NAME)) == 1
+        assert took < 2.0  # the registry's backoff is capped at one poll (0.5 s here)
+        assert len(cluster.deployment_patches(NAME)) == 2
+        assert "mlkube.io/registry-unavailable" not in cluster.get(NAME)["metadata"]["annotations"]
+        await cluster.eventually(lambda: "ModelRegistryAvailable" in cluster.event_reasons(NAME))
     finally:
         await proxy.stop()
 

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 import jsonpatch
+import pytest
 
 from mlkube.core import deployment as readers
 from rollout import plan
@@ -63,12 +64,20 @@ def settled(version: str | None = "1", replicas: int = 3) -> dict[str, Any]:
     }
 
 
+def bump(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The API server's generation rule for Deployments: a change of the spec or of the
+    annotations bumps it (pkg/registry/apps/deployment/strategy.go: "annotation updates bump
+    the generation because annotations are copied from deployments to their replica sets")."""
+    old_meta, new_meta = old["metadata"], new["metadata"]
+    if new["spec"] != old["spec"] or new_meta.get("annotations") != old_meta.get("annotations"):
+        new_meta["generation"] = old_meta["generation"] + 1
+    return new
+
+
 def apply(body: dict[str, Any], action: plan.Action) -> dict[str, Any]:
-    """The API server: apply the patch, bump generation when the spec changed."""
+    """The API server: apply the operator's patch."""
     patched: dict[str, Any] = jsonpatch.apply_patch(body, action.patch, in_place=False)
-    if patched["spec"] != body["spec"]:
-        patched["metadata"]["generation"] = body["metadata"]["generation"] + 1
-    return patched
+    return bump(body, patched)
 
 
 def controller_progressing(body: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +297,7 @@ def test_the_rollout_record_is_in_deployment_metadata() -> None:
         "stable-model-version": "1",
         "rollout-started": "2026-03-01T12:00:00Z",
         "rollout-reason": "alias production -> 2",
-        "rollout-generation": "5",
+        "rollout-template": plan.template_hash(body),
     }
     assert readers.rollout_record(body)["phase"] == "progressing"
 
@@ -387,18 +396,20 @@ def test_not_the_models_fault_goes_back_to_stable_and_retries_with_backoff() -> 
     assert record(body)["failed-model-version"] == "2"
 
 
-def test_someone_elses_spec_change_restarts_the_deadline() -> None:
+def test_someone_elses_template_change_restarts_the_deadline() -> None:
     body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
-    body["metadata"]["generation"] += 1  # a helm upgrade during the rollout
-    body = controller_progressing(body)
+    upgraded = copy.deepcopy(body)  # a helm upgrade during the rollout: a new image
+    upgraded["spec"]["template"]["spec"]["containers"][0]["image"] = "serve:2"
+    body = controller_progressing(bump(body, upgraded))
     at = T0 + dt.timedelta(seconds=290)
     action = plan.decide(body, AliasTarget("2"), now=at)
     assert action.kind is Kind.NOTE
     body = apply(body, action)
     assert record(body)["rollout-started"] == stamp(at)
-    assert record(body)["rollout-generation"] == str(body["metadata"]["generation"])
+    assert record(body)["rollout-template"] == plan.template_hash(body)
     # The old deadline (T0 + 300 s) no longer applies.
-    assert plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=400)).kind is Kind.NOOP
+    later = T0 + dt.timedelta(seconds=400)
+    assert plan.decide(body, AliasTarget("2"), now=later, pods=[]).kind is Kind.NOOP
 
 
 def test_success_needs_a_pod_serving_the_version() -> None:
@@ -412,3 +423,122 @@ def test_success_needs_a_pod_serving_the_version() -> None:
     after = apply(body, action)
     assert record(after)["stable-model-version"] == "2"
     assert record(after)["rollout-status"] == "succeeded"
+
+
+# -- issue #20: records and tags that tell the truth ---------------------------------------------
+
+
+def test_a_version_superseded_before_it_served_is_tagged_and_told() -> None:
+    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = controller_progressing(body)
+    action = plan.decide(body, AliasTarget("3"), now=T0 + dt.timedelta(seconds=10), pods=[])
+    assert action.kind is Kind.ROLL
+    assert action.version == "3"
+    # The pods served version 1, never 2: the Events name version 1.
+    started = [e for e in action.events if e.reason == "ModelRolloutStarted"]
+    assert "from version 1 to 3" in started[0].message
+    superseded = [e for e in action.events if e.reason == "ModelRolloutSuperseded"]
+    assert "version 2 was superseded by version 3 before it served" in superseded[0].message
+    assert "the pods serve version 1" in superseded[0].message
+    assert action.other_tags["2"][KEY_TAG] == "superseded"
+    assert record(apply(body, action))["stable-model-version"] == "1"
+
+
+def test_after_the_alias_moves_back_the_record_names_what_the_pods_serve() -> None:
+    body = apply(settled("5"), plan.decide(settled("5"), AliasTarget("6"), now=T0))
+    at = T0 + dt.timedelta(seconds=400)
+    body = apply(body, plan.decide(body, AliasTarget("6"), now=at,
+                                   pods=failing_pods("6", MODEL_ERROR)))  # fmt: skip
+    assert record(body)["rollout-status"] == "failed"
+    action = plan.decide(body, AliasTarget("5"), now=at)  # someone moves the alias back
+    assert action.kind is Kind.FORGET
+    body = apply(body, action)
+    rec = record(body)
+    assert (rec["rollout-status"], rec["rollout-target"], rec["stable-model-version"]) == (
+        "succeeded",
+        "5",
+        "5",
+    )
+    assert "failed-model-version" not in rec  # alias 6 again would be tried again
+    assert rec["last-failed-model-version"] == "6"  # but people still see it failed
+    assert readers.describe_record(body).startswith("succeeded: target 5, stable 5, last failed 6")
+    # Until a newer version succeeds.
+    body = apply(body, plan.decide(body, AliasTarget("7"), now=at))
+    body = controller_complete(body)
+    done = plan.decide(body, AliasTarget("7"), now=at, pods=[plan.PodView("p", "7", ready=True)])
+    assert "last-failed-model-version" not in record(apply(body, done))
+
+
+# -- issue #20: a model that cannot load is judged in seconds ------------------------------------
+
+
+def rolling(version: str = "2") -> dict[str, Any]:
+    return controller_progressing(
+        apply(settled("1"), plan.decide(settled("1"), AliasTarget(version), now=T0))
+    )
+
+
+def test_a_load_error_on_every_new_pod_fails_the_version_after_the_confirmation() -> None:
+    body = rolling()
+    pods = failing_pods("2", MODEL_ERROR)
+    first = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=8), pods=pods)
+    assert first.kind is Kind.NOTE
+    assert first.recheck_after == 30
+    body = apply(body, first)
+    assert record(body)["rollout-load-error-since"] == "2026-03-01T12:00:08Z"
+    early = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=20), pods=pods)
+    assert (early.kind, early.patch, early.recheck_after) == (Kind.NOOP, [], 18)
+    action = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=38), pods=pods)
+    assert action.kind is Kind.REVERT  # 38 s after the roll, not 300 s
+    assert action.tag == "failed"
+    assert MODEL_ERROR in action.reason
+    after = apply(body, action)
+    assert readers.pinned_version(after) == "1"
+    assert "rollout-load-error-since" not in record(after)
+
+
+def test_the_confirmation_is_configurable_and_can_be_turned_off() -> None:
+    body = rolling()
+    body["metadata"]["annotations"]["mlkube.io/load-error-confirm-seconds"] = "0"
+    pods = failing_pods("2", MODEL_ERROR)
+    action = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=60), pods=pods)
+    assert action.kind is Kind.NOOP
+    assert action.recheck_after == 240  # the deadline decides
+    body["metadata"]["annotations"]["mlkube.io/load-error-confirm-seconds"] = "5"
+    assert plan.decide(body, AliasTarget("2"), now=T0, pods=pods).recheck_after == 5
+
+
+@pytest.mark.parametrize(
+    "pods",
+    [
+        pytest.param(failing_pods("2", "ConnectionError: Max retries exceeded"), id="registry"),
+        pytest.param(
+            [*failing_pods("2", MODEL_ERROR), plan.PodView("serving-new-2", "2", ready=True)],
+            id="one-new-pod-loads",
+        ),
+        pytest.param(
+            [
+                *failing_pods("2", MODEL_ERROR),
+                plan.PodView("serving-new-2", "2", ready_detail={"last_error": "MemoryError"}),
+            ],
+            id="different-errors",
+        ),  # fmt: skip
+        pytest.param([plan.PodView("serving-new", "2", waiting="ImagePullBackOff")], id="image"),
+    ],
+)
+def test_only_the_same_model_error_on_every_new_pod_is_confirmed(
+    pods: list[plan.PodView],
+) -> None:
+    action = plan.decide(rolling(), AliasTarget("2"), now=T0 + dt.timedelta(seconds=8), pods=pods)
+    assert action.kind is Kind.NOOP
+
+
+def test_a_load_error_that_clears_is_forgotten() -> None:
+    body = rolling()
+    now = T0 + dt.timedelta(seconds=8)
+    body = apply(body, plan.decide(body, AliasTarget("2"), now=now,
+                                   pods=failing_pods("2", MODEL_ERROR)))  # fmt: skip
+    loading = [plan.PodView("serving-new", "2", ready_detail={"status": "loading"})]
+    action = plan.decide(body, AliasTarget("2"), now=now, pods=loading)
+    assert action.kind is Kind.NOTE
+    assert "rollout-load-error-since" not in record(apply(body, action))

@@ -224,11 +224,27 @@ def test_pinning_a_template_without_env_or_annotations() -> None:
     assert after["metadata"]["annotations"]["mlkube.io/rollout-target"] == "1"
 
 
-def test_registry_down_changes_nothing() -> None:
-    action = plan.decide(deployment("1", status="succeeded"), None, registry_ok=False)
-    assert action.kind is Kind.NOOP
-    assert action.patch == []
-    assert action.reason.startswith("the registry gave no answer (unreachable, or it refused")
+def test_registry_down_changes_nothing_but_the_record_says_it_once() -> None:
+    body = deployment("1", status="succeeded")
+    action = plan.decide(body, None, registry_ok=False, registry_error="connection refused")
+    # The pods are left alone; the record and a Warning Event say the Deployment waits.
+    assert action.kind is Kind.NOTE
+    assert all(op["path"].startswith("/metadata/") for op in action.patch)
+    assert [e.reason for e in action.events] == ["ModelRegistryUnavailable"]
+    after = apply(body, action)
+    assert after["spec"] == body["spec"]
+    waiting = after["metadata"]["annotations"]["mlkube.io/registry-unavailable"]
+    assert waiting.endswith(": connection refused")
+    assert "WAITING ON THE REGISTRY" in readers.describe_record(after)
+    # Said once: the next decisions during the outage write nothing.
+    again = plan.decide(after, None, registry_ok=False, registry_error="connection refused")
+    assert again.kind is Kind.NOOP
+    assert again.patch == []
+    assert again.reason.startswith("the registry gave no answer (unreachable, or it refused")
+    # The registry answers: the condition goes, with an Event saying so.
+    back = plan.decide(after, AliasTarget("1"))
+    assert [e.reason for e in back.events] == ["ModelRegistryAvailable"]
+    assert "mlkube.io/registry-unavailable" not in apply(after, back)["metadata"]["annotations"]
 
 
 def test_alias_not_set_says_so_not_that_the_registry_failed() -> None:
@@ -260,7 +276,9 @@ def test_completed_rollout_is_reported_once() -> None:
 
 def test_completed_rollout_waits_for_the_registry_to_tag() -> None:
     body = deployment("2", previous="1", status="progressing", rollout="complete")
-    assert plan.decide(body, None, registry_ok=False).kind is Kind.NOOP
+    action = plan.decide(body, None, registry_ok=False)
+    assert action.kind is Kind.NOTE  # only the registry condition is written
+    assert "rollout-status" not in str(action.patch)
 
 
 MODEL_ERROR = "UnpicklingError: invalid load key, 'x'."
@@ -275,6 +293,8 @@ def test_model_failure_restores_the_stable_version_even_without_registry() -> No
     body["metadata"]["annotations"]["mlkube.io/stable-model-version"] = "1"
     action = plan.decide(body, None, registry_ok=False, pods=new_pod_cannot_load("2"))
     assert action.kind is Kind.REVERT
+    assert [e.reason for e in action.events] == ["ModelRolloutFailed", "ModelRegistryUnavailable"]
+    action = plan.decide(body, None, registry_ok=True, pods=new_pod_cannot_load("2"))
     assert (action.version, action.previous, action.tag) == ("2", "1", "failed")
     assert action.cause is plan.Cause.MODEL
     assert action.event is not None

@@ -112,3 +112,19 @@ async def test_webhooks_coalesce_and_leave_the_registry_backoff_alone(kubeconfig
     finally:
         await operator.queue.stop()
         operator.kube.close()
+
+
+async def test_add_after_waits_and_an_earlier_add_brings_it_forward() -> None:
+    handle = Recorder()
+    queue: WorkQueue[str] = WorkQueue(handle, workers=1, min_interval=0.0)
+    queue.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(queue.add("a", "recheck", after=0.2), 5)
+    assert loop.time() - started >= 0.2
+    # A recheck far ahead, then an event: the event does not wait for the recheck's time.
+    queue.add("b", "recheck", after=60)
+    event = queue.add("b", "event")
+    await asyncio.wait_for(event, 5)
+    await queue.stop()
+    assert handle.seen == [("a", "recheck"), ("b", "recheck")]
