@@ -389,9 +389,7 @@ async def test_mlflow_down_means_no_patch_then_recovery(
         await cluster.eventually(
             lambda: operator.metric("mlkube_rollout_registry_errors_total") >= 2
         )
-        await cluster.eventually(
-            lambda: "ModelRegistryUnavailable" in cluster.event_reasons(NAME)
-        )
+        await cluster.eventually(lambda: "ModelRegistryUnavailable" in cluster.event_reasons(NAME))
         await operator.polls(2)
         assert cluster.model_version(NAME) == "1"
         # One write, metadata only: the record says the Deployment waits on the registry.
