@@ -5,8 +5,8 @@ kmock's KubernetesEmulator stores objects and serves list/watch/get/patch/create
 resourceVersion or generation and runs no controller. ``ClusterEmulator`` adds the two
 behaviours the operator depends on (a patch carrying a stale resourceVersion gets 409; a spec
 or annotation change bumps metadata.generation), and ``Cluster`` plays the Deployment
-controller on demand (rollout complete, or ProgressDeadlineExceeded). Label selectors are still ignored: the
-operator filters labels in code.
+controller on demand (rollout complete, or ProgressDeadlineExceeded). Label selectors are still
+ignored: the operator filters labels in code.
 """
 
 from __future__ import annotations
