@@ -51,16 +51,11 @@ def run_training(ctx: Ctx) -> None:
         f"job/{job} created from cronjob/{cronjob} ({ENV_TRAIN_TRIGGER}=manual); its log follows"
     )
     timeout = int(ctx.opts.timeout)
-    ctx.kubectl(
-        "logs",
-        "-f",
-        f"job/{job}",
-        "-n",
-        ns,
-        f"--pod-running-timeout={timeout}s",
-        capture=False,
-        check=False,
-    )
+    # `kubectl logs -f --pod-running-timeout` gives up at once on a pod in ContainerCreating
+    # ("is waiting to start"): wait until the container runs (or already ended), then follow.
+    wait_for(ctx, f"the pod of job/{job} to start", lambda: _pod_started(ctx, job),
+             timeout=timeout, interval=1.0)  # fmt: skip
+    ctx.kubectl("logs", "-f", f"job/{job}", "-n", ns, capture=False, check=False)
 
     def finished() -> str | None:
         status = objects.get_json(ctx, "job", job, "-n", ns).get("status", {})
@@ -76,4 +71,22 @@ def run_training(ctx: Ctx) -> None:
         return None
 
     wait_for(ctx, f"job/{job} to finish", finished, timeout=timeout)
-    ctx.console.info(f"job/{job} succeeded")
+    ctx.console.info(f"job/{job} succeeded: {_verdict(ctx, job)}")
+
+
+def _pod_started(ctx: Ctx, job: str) -> str | None:
+    """The phase of the Job's pod once its container runs or ended, else None."""
+    pods = objects.get_json(ctx, "pods", "-n", ctx.opts.namespace, "-l", f"job-name={job}")
+    for pod in pods.get("items") or []:
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Running", "Succeeded", "Failed"):
+            return str(phase)
+    return None
+
+
+def _verdict(ctx: Ctx, job: str) -> str:
+    """The training's last line (``run <id>: <model> v<N> PROMOTED (...)`` or ``... skipped``):
+    whatever the log stream showed, the user sees whether the model was promoted."""
+    out = ctx.kubectl("logs", f"job/{job}", "-n", ctx.opts.namespace, "--tail=200", check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("run ")]
+    return lines[-1] if lines else f"no verdict in its log (kubectl logs job/{job})"

@@ -34,6 +34,17 @@ from tests.unit.deploy.fakes import (
 )
 
 MLFLOW_SEL = f"{INSTANCE},app.kubernetes.io/component=mlflow"
+TRAIN_LOG = (
+    "INFO loading iris\n"
+    "run 0a1b: iris-classifier v1 PROMOTED (no champion yet): challenger f1_macro=0.9667 vs "
+    "no comparable champion\n"
+)
+
+
+def pod_in(phase: str) -> dict[str, object]:
+    return {"metadata": {"name": "train-abc"}, "status": {"phase": phase}}
+
+
 SERVING_SEL = f"{INSTANCE},mlkube.io/model-name"
 
 
@@ -77,6 +88,12 @@ def cluster_world(
     )
     cmds.on("kubectl", "get", "cronjob", answer=kjson({"metadata": {"name": "mlkube-training"}}))
     cmds.on("kubectl", "create", "job", answer=job_from_cronjob)
+    # The Job's pod is still creating its container, then runs.
+    cmds.on(
+        "kubectl get pods -n mlkube -l",
+        answer=[kjson(pod_in(phase)) for phase in ("Pending", "Pending", "Running")],
+    )
+    cmds.on("kubectl logs", answer=ok(TRAIN_LOG))
     cmds.on(
         "kubectl", "get", "job", answer=[obj(status=s) for s in (job_states or [{"succeeded": 1}])]
     )
@@ -259,7 +276,11 @@ def test_kind_first_deploy_trains_once_and_says_what_next(repo: Path, tmp_path: 
     created = json.loads(cmds.input_of("kubectl", "create", "-n", "mlkube", "-f", "-"))
     [train] = created["spec"]["template"]["spec"]["containers"]
     assert {e["name"]: e["value"] for e in train["env"]}["TRAIN_TRIGGER"] == "manual"
-    assert f"job/{job} succeeded" in run.text
+    # Its log is followed once the container runs, and the verdict is said at the end.
+    started = [i for i, c in enumerate(cmds.calls) if c[:3] == ["kubectl", "get", "pods"]]
+    follow = cmds.calls.index(["kubectl", "logs", "-f", f"job/{job}", "-n", "mlkube"])
+    assert len(started) == 3 and started[-1] < follow
+    assert f"job/{job} succeeded: {TRAIN_LOG.splitlines()[-1]}" in run.text
     # The Ingress answers, and the summary says how to use it.
     assert run.http.requests[-1][:2] == ("GET", "http://172.18.0.5/healthz/ready")
     assert "serving answers through the Ingress at http://172.18.0.5" in run.text
@@ -547,7 +568,9 @@ def test_failed_training_job_names_the_job(repo: Path) -> None:
     job = "mlkube-training-manual-20260101000000"
     assert f"training job/{job} failed: BackoffLimitExceeded" in text
     assert f"kubectl --context kind-mlkube -n mlkube logs job/{job}" in text
-    assert clock.slept == [3.0]  # polled twice, slept in between, without real time passing
+    # The pod was awaited (1 s polls while its container was created), then the Job was polled
+    # twice with a sleep in between, without real time passing.
+    assert clock.slept == [1.0, 1.0, 3.0]
     # Its log was streamed to the terminal while it ran.
     assert cmds.ran("kubectl", "logs", "-f", f"job/{job}")
 

@@ -219,6 +219,7 @@ def test_train_on_the_cluster_creates_a_job_from_the_cronjob(repo: Path) -> None
     cmds.on("kubectl", "get", "cronjob", answer=kjson({"metadata": {"name": "mlkube-training"}}))
     cmds.on("kubectl", "create", "job", answer=job_from_cronjob)
     cmds.on("kubectl", "get", "job", answer=obj(status={"succeeded": 1}))
+    cmds.on("kubectl get pods -n mlkube -l", answer=kjson({"status": {"phase": "Succeeded"}}))
     ctx, out, _ = make_ctx(Options(repo=repo, env="eks"), cmds)
     assert run_steps(plan_train(ctx.opts), ctx) == 0
     # kubectl builds the Job from the CronJob without creating it...
@@ -241,7 +242,8 @@ def test_train_on_the_cluster_creates_a_job_from_the_cronjob(repo: Path) -> None
     assert "(TRAIN_TRIGGER=manual)" in out.getvalue()
     logs = cmds.ran("kubectl", "logs")[0]
     assert logs[:4] == ["kubectl", "logs", "-f", "job/mlkube-training-manual-20260101000000"]
-    assert "--pod-running-timeout=600s" in logs
+    # Followed only once the pod's container ran (kubectl gives up on ContainerCreating).
+    assert cmds.index("kubectl", "get", "pods") < cmds.index("kubectl", "logs", "-f")
     assert {c for c, w in zip(cmds.contexts, cmds.calls, strict=True) if w[1] != "config"} == {
         "prod"
     }
