@@ -140,9 +140,9 @@ class Deployed:
         return str(self.deployment(component)["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-# What the tests change against the local values: a rollout deadline short enough for the
-# rollback test to see a failed version rolled back in a minute or two.
-TEST_VALUES = {"serving": {"progressDeadlineSeconds": 90}}
+# What the tests set against the local values: the chart's own rollout deadline, so the rollback
+# test shows that a version that cannot load is judged by its load error, long before it.
+TEST_VALUES = {"serving": {"progressDeadlineSeconds": 300}}
 
 
 @pytest.fixture(scope="package")

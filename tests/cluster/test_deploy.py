@@ -1,8 +1,8 @@
 """mlkube on a real Kubernetes: installed by `python -m mlkube.deploy deploy --env local` (the code
 `make deploy` runs), then checked as a user would: the first training, a Job from the CronJob,
 predictions through the Service, a port-forward and the Ingress, the MLflow UI, the end-to-end
-check of `make e2e` (a rollout under load), a rolled-back broken version, `helm upgrade` and
-`helm uninstall`.
+check of `make e2e` (a rollout under load), a rolled-back broken version, rollouts that others
+change midway, `helm upgrade` and `helm uninstall`.
 
 The tests run in file order on one deployment (the `deployed` session fixture); each says what it
 leaves behind for the next."""
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,16 +301,106 @@ def broken_version(client: Any, tmp_path: Path) -> str:
     return str(mlflow.register_model(f"runs:/{run.info.run_id}/model", MODEL).version)
 
 
-def test_a_version_that_cannot_load_is_rolled_back(
+def operator_patches(deployed: Deployed) -> float:
+    """How many patches the operator has written to serving Deployments (its own counter,
+    ``mlkube_rollout_deployment_patches_total``, read on its /metrics)."""
+    name, port = service(deployed, "rollout")
+    with PortForward(deployed.namespace, f"svc/{name}", port) as pf:
+        status, body = http("GET", f"{pf.url}/metrics")
+    assert status == 200, body[:200]
+    found = re.findall(
+        r"^mlkube_rollout_deployment_patches_total\{[^}]*\} (\S+)$", body.decode(), re.M
+    )
+    return sum(float(v) for v in found)
+
+
+def record_of(deployed: Deployed) -> dict[str, str]:
+    annotations = deployed.deployment("serving")["metadata"].get("annotations") or {}
+    return {k.removeprefix("mlkube.io/"): v for k, v in annotations.items() if "mlkube.io/" in k}
+
+
+def interfere_once_pinned(deployed: Deployed, version: str, n: int) -> float:
+    """Once the operator pinned ``version`` (its rollout has started), what other parties do
+    to a Deployment: an annotation, `kubectl scale`, and a `helm upgrade --reuse-values` with a
+    changed value that changes the pod template. Returns when the last one was done."""
+    ns, name = deployed.namespace, deployed.deployment("serving")["metadata"]["name"]
+    eventually(
+        lambda: pinned_version(deployed.deployment("serving")) == version,
+        CLUSTER_ROLLOUT_S,
+        f"the operator to pin v{version}",
+    )
+    kubectl("annotate", "deployment", name, "-n", ns, "--overwrite", f"example.com/ticket=INC-{n}")
+    kubectl("scale", "deployment", name, "-n", ns, "--replicas=3")
+    helm(
+        "upgrade", deployed.release, str(REPO / "charts" / "mlkube"), "-n", ns,
+        "--reuse-values", "--set", f"serving.preStopSleepSeconds={10 + n}",
+    )  # fmt: skip
+    return time.monotonic()
+
+
+# At most: the roll, a first sighting of a load error, the verdict, and two per new pod template
+# from someone else (tests/unit/rollout/test_interference.py's bound, for the helm upgrade).
+MAX_OPERATOR_WRITES = 5
+
+
+def settled_writes(deployed: Deployed, before: float) -> float:
+    """The operator's writes since ``before``, once a resync (10 s on the local values) added
+    none: a loop would keep adding."""
+    first = operator_patches(deployed) - before
+    time.sleep(12)
+    again = operator_patches(deployed) - before
+    assert again == first, f"the operator kept writing: {first} then {again} patches"
+    return again
+
+
+def test_others_changing_the_deployment_mid_rollout_leave_a_good_rollout_bounded(
+    deployed: Deployed, client: Any
+) -> None:
+    """#20: an annotation, a scale and a helm upgrade during the rollout of a version that
+    loads: the rollout succeeds, and the operator writes a handful of patches, not a loop."""
+    current = production(client)
+    target = "1" if current != "1" else "2"  # a version that served before: it loads
+    before = operator_patches(deployed)
+    client.set_registered_model_alias(MODEL, "production", target)
+    last_change = interfere_once_pinned(deployed, target, 1)
+
+    def done() -> bool:
+        rec = record_of(deployed)
+        return rec.get("rollout-status") == "succeeded" and every_replica_serves(deployed, target)
+
+    eventually(done, CLUSTER_ROLLOUT_S, f"every replica on v{target}, the record succeeded")
+    took = time.monotonic() - last_change
+    writes = settled_writes(deployed, before)
+    sys.stderr.write(
+        f"\ngood version with an annotation, a scale and a helm upgrade mid-rollout: "
+        f"succeeded {took:.0f}s after the last change, {writes:.0f} operator patches\n"
+    )
+    assert writes <= MAX_OPERATOR_WRITES
+    assert record_of(deployed)["stable-model-version"] == target
+    assert eventually(lambda: verdict(client, target, deployed), EVENTUAL_S, "the verdict") == (
+        "succeeded"
+    )
+    client.set_registered_model_alias(MODEL, "production", current)
+    eventually(
+        lambda: every_replica_serves(deployed, current), CLUSTER_ROLLOUT_S, f"back on v{current}"
+    )
+
+
+def test_a_version_that_cannot_load_is_rolled_back_in_seconds(
     deployed: Deployed, client: Any, tmp_path: Path
 ) -> None:
-    """The alias moves to a version whose pods never turn ready: when the rollout misses its
-    deadline the operator puts the last good version back, posts a Warning Event on the
+    """The alias moves to a version whose pods never turn ready, and others change the
+    Deployment meanwhile (annotation, scale, helm upgrade). Every new pod's readiness reports
+    the same load error, so the operator fails the version after its 30 s confirmation, not
+    the 300 s deadline: it puts the last good version back, posts a Warning Event on the
     Deployment and tags the version failed in MLflow; the served version never changes."""
     good = production(client)
     assert every_replica_serves(deployed, good)
     bad = broken_version(client, tmp_path)
+    before = operator_patches(deployed)
+    moved = time.monotonic()
     client.set_registered_model_alias(MODEL, "production", bad)
+    interfere_once_pinned(deployed, bad, 2)
     dep_name = deployed.deployment("serving")["metadata"]["name"]
 
     def tagged_failed() -> bool:
@@ -318,13 +409,29 @@ def test_a_version_that_cannot_load_is_rolled_back(
 
     eventually(tagged_failed, CLUSTER_ROLLOUT_S, f"v{bad} tagged failed in MLflow")
     eventually(lambda: every_replica_serves(deployed, good), CLUSTER_ROLLOUT_S, f"back on v{good}")
+    took = time.monotonic() - moved
+    writes = settled_writes(deployed, before)
+    sys.stderr.write(
+        f"\nversion that cannot load (with an annotation, a scale and a helm upgrade "
+        f"mid-rollout): alias move -> every replica back on v{good} in {took:.0f}s, "
+        f"{writes:.0f} operator patches\n"
+    )
+    assert took < 180, f"{took:.0f}s: judged by the deadline (300 s), not the load error"
+    assert writes <= MAX_OPERATOR_WRITES
     events = kubectl_json(
         "get", "events", "-n", deployed.namespace,
         f"--field-selector=involvedObject.name={dep_name},type=Warning",
     )["items"]  # fmt: skip
     assert any(bad in (e.get("message") or "") for e in events), [e.get("message") for e in events]
-    # Leave production on a version that loads, for the tests after this one.
+    # Leave production on a version that loads, for the tests after this one: the record then
+    # names what the pods serve and keeps the failed version visible.
     client.set_registered_model_alias(MODEL, "production", good)
+    eventually(
+        lambda: record_of(deployed).get("rollout-target") == good, EVENTUAL_S, "the record settled"
+    )
+    rec = record_of(deployed)
+    assert (rec["rollout-status"], rec["stable-model-version"]) == ("succeeded", good)
+    assert rec["last-failed-model-version"] == bad
 
 
 # --- canary ------------------------------------------------------------------------------------
