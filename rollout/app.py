@@ -42,6 +42,7 @@ from aiohttp import web
 
 from mlkube.core.backoff import Backoff
 from mlkube.core.names import LABEL_MODEL_NAME
+from mlkube.core.record import RolloutPhase
 from rollout import plan
 from rollout.kube import Kube, connection_info, default_namespace, load_configuration
 from rollout.metrics import Metrics
@@ -153,7 +154,7 @@ class Operator:
         if (
             previous is None
             or plan.parse(previous) != watched
-            or watched.status == plan.STATUS_PROGRESSING
+            or watched.record.phase is RolloutPhase.PROGRESSING
         ):
             self.queue.add(key, "event", body=raw, resolved=None)
 

@@ -29,7 +29,9 @@ from mlkube.core.deployment import serving_containers
 from mlkube.core.names import ENV_MODEL_VERSION
 from rollout import __version__
 from rollout.canary import LABEL_CANARY_OF
-from rollout.plan import Event, JsonPatch, PodView
+from rollout.diagnosis import PodView
+from rollout.patches import JsonPatch
+from rollout.plan import Event
 
 log = logging.getLogger(__name__)
 

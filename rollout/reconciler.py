@@ -23,9 +23,11 @@ from kubernetes.client.exceptions import ApiException
 
 from mlkube.core.backoff import Backoff
 from rollout import canary, plan
+from rollout.diagnosis import pod_version
 from rollout.kube import Conflict, Kube, PatchRejected
 from rollout.kube import pod_view as kube_pod_view
 from rollout.metrics import Metrics
+from rollout.patches import with_precondition
 from rollout.registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -182,7 +184,7 @@ class Reconciler:
         parsed = plan.parse(body)
         if parsed is None:
             return plan.Action(plan.Kind.NOOP, reason="not labelled for the operator")
-        if parsed.hold is not None:  # held: not even a registry lookup
+        if parsed.record.hold is not None:  # held: not even a registry lookup
             return plan.decide(body, None)
         key = (namespace, name)
         if self.backing_off(key, body):
@@ -228,9 +230,7 @@ class Reconciler:
             if not action.patch:
                 break
             try:
-                patched = self.kube.patch(
-                    namespace, name, plan.with_precondition(body, action.patch)
-                )
+                patched = self.kube.patch(namespace, name, with_precondition(body, action.patch))
             except PatchRejected as exc:
                 raise _Refused(exc, body, action) from exc
             except Conflict as exc:
@@ -339,13 +339,13 @@ class Reconciler:
             labels = (pod.get("metadata") or {}).get("labels") or {}
             if canary.LABEL_CANARY_OF in labels:
                 canaries.append(pod)
-            elif version is not None and plan.pod_version(pod) == version:
+            elif version is not None and pod_version(pod) == version:
                 stable.append(pod)
         return canaries, stable
 
     def _observe_canary(self, key: Key, body: Mapping[str, Any]) -> plan.CanaryObservation:
         watched = plan.parse(body)
-        stable_version = watched.stable if watched else None
+        stable_version = watched.record.stable if watched else None
         canaries, stable = self._split(body, stable_version)
         views = []
         for pod in canaries:
@@ -369,9 +369,9 @@ class Reconciler:
         if action.canary_create is not None:
             self.kube.create_deployment(action.canary_create)
             watched = plan.parse(body)
-            if watched is not None and watched.stable is not None:
-                _, stable = self._split(body, watched.stable)
-                self._baselines[key] = (watched.stable, self._samples(stable))
+            if watched is not None and watched.record.stable is not None:
+                _, stable = self._split(body, watched.record.stable)
+                self._baselines[key] = (watched.record.stable, self._samples(stable))
 
     def _emit(self, body: Mapping[str, Any], event: plan.Event) -> None:
         meta = body.get("metadata") or {}

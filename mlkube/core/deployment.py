@@ -2,7 +2,8 @@
 
 One rule each, used alike by the rollout operator (which enforces it), the deploy driver (`make
 status`) and the end-to-end test (which checks it): which model version the pods are pinned to,
-and whether the Deployment's latest rollout is done.
+and whether the Deployment's latest rollout is done. The operator's rollout record has its own
+module, :mod:`mlkube.core.record`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlkube.core.names import (
-    ANNOTATION_FAILED_VERSION,
-    ANNOTATION_LAST_FAILED_VERSION,
-    ANNOTATION_LOAD_ERROR_SINCE,
     ANNOTATION_MODEL_VERSION,
-    ANNOTATION_REGISTRY_UNAVAILABLE,
-    ANNOTATION_ROLLOUT_HOLD,
-    ANNOTATION_ROLLOUT_REASON,
-    ANNOTATION_ROLLOUT_STARTED,
-    ANNOTATION_ROLLOUT_STATUS,
-    ANNOTATION_ROLLOUT_TARGET,
-    ANNOTATION_STABLE_VERSION,
     ENV_MODEL_NAME,
     ENV_MODEL_VERSION,
 )
@@ -136,52 +127,3 @@ def rollout_phase(body: Mapping[str, Any], since: dt.datetime | None = None) -> 
     if updated < replicas or total > updated or available < updated:
         return Phase.PROGRESSING
     return Phase.COMPLETE
-
-
-RECORD_FIELDS = {
-    "phase": ANNOTATION_ROLLOUT_STATUS,
-    "target": ANNOTATION_ROLLOUT_TARGET,
-    "stable": ANNOTATION_STABLE_VERSION,
-    "started": ANNOTATION_ROLLOUT_STARTED,
-    "reason": ANNOTATION_ROLLOUT_REASON,
-    "failed": ANNOTATION_FAILED_VERSION,
-    "last_failed": ANNOTATION_LAST_FAILED_VERSION,
-    "load_error_since": ANNOTATION_LOAD_ERROR_SINCE,
-    "registry": ANNOTATION_REGISTRY_UNAVAILABLE,
-    "hold": ANNOTATION_ROLLOUT_HOLD,
-}
-
-
-def rollout_record(body: Mapping[str, Any]) -> dict[str, str]:
-    """The rollout record the operator keeps in the Deployment's metadata (only the fields
-    set): phase, target, stable, started, reason, failed, last_failed, load_error_since,
-    registry (unavailable since when, why), hold."""
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
-    return {field: annotations[key] for field, key in RECORD_FIELDS.items() if annotations.get(key)}
-
-
-def describe_record(body: Mapping[str, Any]) -> str:
-    """The record as one line, e.g. ``failed: target 3, stable 1 (...reason...)`` or
-    ``succeeded: target 5, stable 5, last failed 6 (...)``."""
-    record = rollout_record(body)
-    if not record:
-        return "no rollout record (the operator has not managed this Deployment yet)"
-    parts = [record.get("phase", "unknown")]
-    details = [
-        f"{label} {record[field]}"
-        for field, label in (
-            ("target", "target"),
-            ("stable", "stable"),
-            ("last_failed", "last failed"),
-            ("started", "since"),
-        )
-        if field in record
-    ]
-    line = f"{parts[0]}: {', '.join(details)}" if details else parts[0]
-    if "reason" in record:
-        line += f" ({record['reason']})"
-    if "registry" in record:
-        line += f"; WAITING ON THE REGISTRY, unavailable {record['registry']}"
-    if "hold" in record:
-        line = f"HELD by {ANNOTATION_ROLLOUT_HOLD}={record['hold']!r}; last record: {line}"
-    return line

@@ -129,6 +129,7 @@ class Registry:
         self._lock = threading.Lock()
         self._failures = 0
         self._retry_at = 0.0
+        self._last_error = ""  # the failure that opened the window, said again while it is shut
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ class Registry:
             if self._failures and wait > 0:
                 raise RegistryUnavailable(
                     f"MLflow at {self.tracking_uri} is backed off for another {wait:.1f}s "
-                    f"after {self._failures} failed call(s)"
+                    f"after {self._failures} failed call(s); last: {self._last_error}"
                 )
 
     def _succeeded(self) -> None:
@@ -221,7 +222,9 @@ class Registry:
         )  # fmt: skip
         if self._on_error is not None:
             self._on_error()
-        return RegistryUnavailable(f"MLflow at {self.tracking_uri} unreachable: {short(exc, 200)}")
+        error = RegistryUnavailable(f"MLflow at {self.tracking_uri} unreachable: {short(exc, 200)}")
+        self._last_error = str(error)
+        return error
 
     def _refused(self, exc: Any, what: str) -> RegistryRefused:
         """MLflow answered, but not with what was asked: loud every time, and counted; the
@@ -242,6 +245,9 @@ class Registry:
         )  # fmt: skip
         if self._on_error is not None:
             self._on_error()
-        return RegistryRefused(
+        refused = RegistryRefused(
             f"MLflow at {self.tracking_uri} refused {what}: {status} {short(exc, 200)}", status
         )
+        if wide:
+            self._last_error = str(refused)
+        return refused

@@ -3,7 +3,8 @@ port-forward (``make ui``), and what is deployed and how it is doing (``make sta
 
 from __future__ import annotations
 
-from mlkube.core.deployment import describe_record, pinned_version
+from mlkube.core.deployment import pinned_version
+from mlkube.core.record import RolloutRecord
 from mlkube.deploy import objects
 from mlkube.deploy.context import Ctx
 from mlkube.deploy.ingress import curl_example
@@ -71,7 +72,7 @@ def show_status(ctx: Ctx) -> None:
         f"serving: model version {pinned_version(serving) or '(alias, not pinned yet)'}, "
         f"{status.get('readyReplicas', 0)}/{serving.get('spec', {}).get('replicas', 1)} ready"
     )
-    ctx.console.info(f"rollout: {describe_record(serving)}")
+    ctx.console.info(f"rollout: {RolloutRecord.of(serving).describe()}")
     ingresses = objects.items(ctx, "ingress", objects.release_selector(opts.release))
     address = objects.ingress_address(ingresses[0]) if ingresses else None
     ctx.console.info(f"ingress: {address or 'no address yet'}")

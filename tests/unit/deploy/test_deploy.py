@@ -279,7 +279,8 @@ def test_kind_first_deploy_trains_once_and_says_what_next(repo: Path, tmp_path: 
     # Its log is followed once the container runs, and the verdict is said at the end.
     started = [i for i, c in enumerate(cmds.calls) if c[:3] == ["kubectl", "get", "pods"]]
     follow = cmds.calls.index(["kubectl", "logs", "-f", f"job/{job}", "-n", "mlkube"])
-    assert len(started) == 3 and started[-1] < follow
+    assert len(started) == 3
+    assert started[-1] < follow
     assert f"job/{job} succeeded: {TRAIN_LOG.splitlines()[-1]}" in run.text
     # The Ingress answers, and the summary says how to use it.
     assert run.http.requests[-1][:2] == ("GET", "http://172.18.0.5/healthz/ready")

@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from rollout import canary, plan
+from rollout import canary, diagnosis, plan
 from rollout.canary import CanaryPolicy, Sample
 from rollout.plan import AliasTarget, Kind
 from tests.unit.rollout.test_decide import KEY_TAG, T0, apply, record, settled
@@ -85,7 +85,7 @@ def canary_body(move_back: bool = False) -> dict:
 
 
 def observation(text: str, ready: bool = True) -> plan.CanaryObservation:
-    pod = plan.PodView("serving-canary-x", "2", ready=ready, canary=True)
+    pod = diagnosis.PodView("serving-canary-x", "2", ready=ready, canary=True)
     return plan.CanaryObservation(pods=[pod], canary=canary.parse_metrics(text), stable=STABLE)
 
 
@@ -153,7 +153,7 @@ def test_a_failing_canary_is_removed_tagged_and_moves_the_alias_back() -> None:
 def test_a_canary_that_cannot_load_the_model_fails_it() -> None:
     body = apply(canary_body(), plan.decide(canary_body(), AliasTarget("2"), now=T0))
     late = T0 + dt.timedelta(seconds=121)
-    pod = plan.PodView("serving-canary-x", "2", canary=True,
+    pod = diagnosis.PodView("serving-canary-x", "2", canary=True,
                        ready_detail={"last_error": "UnpicklingError: bad"})  # fmt: skip
     seen = plan.CanaryObservation(pods=[pod], canary=Sample(), stable=STABLE)
     action = plan.decide(body, AliasTarget("2"), now=late, canary_observed=seen)

@@ -13,7 +13,8 @@ import jsonpatch
 import pytest
 
 from mlkube.core import deployment as readers
-from rollout import plan
+from mlkube.core.record import RolloutRecord
+from rollout import diagnosis, patches, plan
 from rollout.plan import AliasTarget, Kind
 
 MODEL = "iris-classifier"
@@ -128,12 +129,12 @@ def record(body: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def failing_pods(version: str, error: str) -> list[plan.PodView]:
+def failing_pods(version: str, error: str) -> list[diagnosis.PodView]:
     """The new pod runs, its readiness says the model did not load with this error."""
     return [
-        plan.PodView(name="serving-new", version=version, ready=False,
+        diagnosis.PodView(name="serving-new", version=version, ready=False,
                      ready_detail={"status": "loading", "last_error": error}),
-        plan.PodView(name="serving-old", version="1", ready=True,
+        diagnosis.PodView(name="serving-old", version="1", ready=True,
                      ready_detail={"status": "ready", "model_version": "1"}),
     ]  # fmt: skip
 
@@ -171,7 +172,7 @@ def test_failed_first_pin_does_not_unpin() -> None:
     failed_at = T0 + dt.timedelta(seconds=400)
     body = controller_deadline(body, failed_at)
     detail = {"status": "loading", "last_error": MODEL_ERROR}
-    pods = [plan.PodView(name="serving-new", version="1", ready=False, ready_detail=detail)]
+    pods = [diagnosis.PodView(name="serving-new", version="1", ready=False, ready_detail=detail)]
     action = plan.decide(body, AliasTarget("1"), now=failed_at, pods=pods)
     after = apply(body, action)
     # Unpinned pods would load models:/name@production = the failing version 1 again.
@@ -297,52 +298,52 @@ def test_the_rollout_record_is_in_deployment_metadata() -> None:
         "stable-model-version": "1",
         "rollout-started": "2026-03-01T12:00:00Z",
         "rollout-reason": "alias production -> 2",
-        "rollout-template": plan.template_hash(body),
+        "rollout-template": patches.template_hash(body),
     }
-    assert readers.rollout_record(body)["phase"] == "progressing"
+    assert RolloutRecord.of(body).phase == "progressing"
 
 
 # -- 5. the cause, from the new pods -------------------------------------------------------
 
 CAUSES = [
-    (plan.PodView("p", "2", unschedulable="0/3 nodes are available: 3 Insufficient cpu."),
-     plan.Cause.CAPACITY),
-    (plan.PodView("p", "2", waiting="ImagePullBackOff", waiting_message="not found"),
-     plan.Cause.IMAGE),
-    (plan.PodView("p", "2", waiting="CreateContainerConfigError"), plan.Cause.CONFIG),
-    (plan.PodView("p", "2", waiting="CrashLoopBackOff", terminated="Error", restarts=4),
-     plan.Cause.CRASH),
-    (plan.PodView("p", "2", waiting="CrashLoopBackOff", terminated="OOMKilled", restarts=2),
-     plan.Cause.MODEL),
-    (plan.PodView("p", "2", ready_detail={"status": "loading", "last_error": MODEL_ERROR}),
-     plan.Cause.MODEL),
-    (plan.PodView("p", "2", ready_detail={
+    (diagnosis.PodView("p", "2", unschedulable="0/3 nodes are available: 3 Insufficient cpu."),
+     diagnosis.Cause.CAPACITY),
+    (diagnosis.PodView("p", "2", waiting="ImagePullBackOff", waiting_message="not found"),
+     diagnosis.Cause.IMAGE),
+    (diagnosis.PodView("p", "2", waiting="CreateContainerConfigError"), diagnosis.Cause.CONFIG),
+    (diagnosis.PodView("p", "2", waiting="CrashLoopBackOff", terminated="Error", restarts=4),
+     diagnosis.Cause.CRASH),
+    (diagnosis.PodView("p", "2", waiting="CrashLoopBackOff", terminated="OOMKilled", restarts=2),
+     diagnosis.Cause.MODEL),
+    (diagnosis.PodView("p", "2", ready_detail={"status": "loading", "last_error": MODEL_ERROR}),
+     diagnosis.Cause.MODEL),
+    (diagnosis.PodView("p", "2", ready_detail={
         "status": "loading",
         "last_error": "URLError: <urlopen error [Errno 111] Connection refused>"}),
-     plan.Cause.REGISTRY),
-    (plan.PodView("p", "2", ready_detail={
+     diagnosis.Cause.REGISTRY),
+    (diagnosis.PodView("p", "2", ready_detail={
         "status": "loading",
         "last_error": "EndpointConnectionError: Could not connect to the endpoint URL"}),
-     plan.Cause.REGISTRY),
-    (plan.PodView("p", "2", ready_detail={"status": "loading", "last_error": None}),
-     plan.Cause.SLOW),
-    (plan.PodView("p", "2"), plan.Cause.UNKNOWN),
+     diagnosis.Cause.REGISTRY),
+    (diagnosis.PodView("p", "2", ready_detail={"status": "loading", "last_error": None}),
+     diagnosis.Cause.SLOW),
+    (diagnosis.PodView("p", "2"), diagnosis.Cause.UNKNOWN),
 ]  # fmt: skip
 
 
 def test_the_cause_is_read_from_the_new_pods() -> None:
     body = controller_progressing(settled("2"))
     for pod, cause in CAUSES:
-        assert plan.classify(body, [pod], "2")[0] is cause, pod
+        assert diagnosis.classify(body, [pod], "2")[0] is cause, pod
     # Several stories: the model's own failure is the strongest evidence.
     pods = [CAUSES[0][0], CAUSES[5][0]]
-    assert plan.classify(body, pods, "2")[0] is plan.Cause.MODEL
+    assert diagnosis.classify(body, pods, "2")[0] is diagnosis.Cause.MODEL
     # No pod of the new version at all (quota), or the controller says it cannot create them.
-    assert plan.classify(body, [], "2")[0] is plan.Cause.CAPACITY
+    assert diagnosis.classify(body, [], "2")[0] is diagnosis.Cause.CAPACITY
     failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}
     body["status"]["conditions"] = [{**failure, "message": "exceeded quota"}]
-    assert plan.classify(body, None, "2") == (
-        plan.Cause.CAPACITY,
+    assert diagnosis.classify(body, None, "2") == (
+        diagnosis.Cause.CAPACITY,
         "pods cannot be created: FailedCreate: exceeded quota",
     )
 
@@ -350,11 +351,15 @@ def test_the_cause_is_read_from_the_new_pods() -> None:
 def test_not_the_models_fault_goes_back_to_stable_and_retries_with_backoff() -> None:
     original = settled("1")
     body = apply(original, plan.decide(original, AliasTarget("2"), now=T0))
-    unschedulable = [plan.PodView("serving-new", "2", unschedulable="Insufficient cpu")]
+    unschedulable = [diagnosis.PodView("serving-new", "2", unschedulable="Insufficient cpu")]
     failed_at = T0 + dt.timedelta(seconds=300)
     body = controller_deadline(body, failed_at)
     action = plan.decide(body, AliasTarget("2"), now=failed_at, pods=unschedulable)
-    assert (action.kind, action.cause, dict(action.tags)) == (Kind.STALL, plan.Cause.CAPACITY, {})
+    assert (action.kind, action.cause, dict(action.tags)) == (
+        Kind.STALL,
+        diagnosis.Cause.CAPACITY,
+        {},
+    )
     assert action.event is not None
     assert action.event.type == "Warning"
     assert "Insufficient cpu" in action.event.message
@@ -373,7 +378,7 @@ def test_not_the_models_fault_goes_back_to_stable_and_retries_with_backoff() -> 
     assert (action.kind, action.version) == (Kind.ROLL, "2")
     body = controller_progressing(apply(body, action))
     assert record(body)["rollout-attempt"] == "1"
-    assert plan.deadline_seconds(body, 1) == 600
+    assert diagnosis.deadline_seconds(body, 1) == 600
     # 400 s in: within the doubled deadline, the stale-free status says still progressing.
     assert plan.decide(body, AliasTarget("2"), now=retry_at + dt.timedelta(seconds=400),
                        pods=unschedulable).kind is Kind.NOOP  # fmt: skip
@@ -406,7 +411,7 @@ def test_someone_elses_template_change_restarts_the_deadline() -> None:
     assert action.kind is Kind.NOTE
     body = apply(body, action)
     assert record(body)["rollout-started"] == stamp(at)
-    assert record(body)["rollout-template"] == plan.template_hash(body)
+    assert record(body)["rollout-template"] == patches.template_hash(body)
     # The old deadline (T0 + 300 s) no longer applies.
     later = T0 + dt.timedelta(seconds=400)
     assert plan.decide(body, AliasTarget("2"), now=later, pods=[]).kind is Kind.NOOP
@@ -415,9 +420,9 @@ def test_someone_elses_template_change_restarts_the_deadline() -> None:
 def test_success_needs_a_pod_serving_the_version() -> None:
     body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
     body = controller_complete(body)
-    still_old = [plan.PodView("serving-a", "1", ready=True)]
+    still_old = [diagnosis.PodView("serving-a", "1", ready=True)]
     assert plan.decide(body, AliasTarget("2"), now=T0, pods=still_old).kind is Kind.NOOP
-    serving = [plan.PodView("serving-b", "2", ready=True)]
+    serving = [diagnosis.PodView("serving-b", "2", ready=True)]
     action = plan.decide(body, AliasTarget("2"), now=T0, pods=serving)
     assert action.kind is Kind.SUCCEED
     after = apply(body, action)
@@ -461,11 +466,15 @@ def test_after_the_alias_moves_back_the_record_names_what_the_pods_serve() -> No
     )
     assert "failed-model-version" not in rec  # alias 6 again would be tried again
     assert rec["last-failed-model-version"] == "6"  # but people still see it failed
-    assert readers.describe_record(body).startswith("succeeded: target 5, stable 5, last failed 6")
+    assert (
+        RolloutRecord.of(body).describe().startswith("succeeded: target 5, stable 5, last failed 6")
+    )
     # Until a newer version succeeds.
     body = apply(body, plan.decide(body, AliasTarget("7"), now=at))
     body = controller_complete(body)
-    done = plan.decide(body, AliasTarget("7"), now=at, pods=[plan.PodView("p", "7", ready=True)])
+    done = plan.decide(
+        body, AliasTarget("7"), now=at, pods=[diagnosis.PodView("p", "7", ready=True)]
+    )
     assert "last-failed-model-version" not in record(apply(body, done))
 
 
@@ -513,21 +522,23 @@ def test_the_confirmation_is_configurable_and_can_be_turned_off() -> None:
     [
         pytest.param(failing_pods("2", "ConnectionError: Max retries exceeded"), id="registry"),
         pytest.param(
-            [*failing_pods("2", MODEL_ERROR), plan.PodView("serving-new-2", "2", ready=True)],
+            [*failing_pods("2", MODEL_ERROR), diagnosis.PodView("serving-new-2", "2", ready=True)],
             id="one-new-pod-loads",
         ),
         pytest.param(
             [
                 *failing_pods("2", MODEL_ERROR),
-                plan.PodView("serving-new-2", "2", ready_detail={"last_error": "MemoryError"}),
+                diagnosis.PodView("serving-new-2", "2", ready_detail={"last_error": "MemoryError"}),
             ],
             id="different-errors",
         ),  # fmt: skip
-        pytest.param([plan.PodView("serving-new", "2", waiting="ImagePullBackOff")], id="image"),
+        pytest.param(
+            [diagnosis.PodView("serving-new", "2", waiting="ImagePullBackOff")], id="image"
+        ),
     ],
 )
 def test_only_the_same_model_error_on_every_new_pod_is_confirmed(
-    pods: list[plan.PodView],
+    pods: list[diagnosis.PodView],
 ) -> None:
     action = plan.decide(rolling(), AliasTarget("2"), now=T0 + dt.timedelta(seconds=8), pods=pods)
     assert action.kind is Kind.NOOP
@@ -538,7 +549,7 @@ def test_a_load_error_that_clears_is_forgotten() -> None:
     now = T0 + dt.timedelta(seconds=8)
     body = apply(body, plan.decide(body, AliasTarget("2"), now=now,
                                    pods=failing_pods("2", MODEL_ERROR)))  # fmt: skip
-    loading = [plan.PodView("serving-new", "2", ready_detail={"status": "loading"})]
+    loading = [diagnosis.PodView("serving-new", "2", ready_detail={"status": "loading"})]
     action = plan.decide(body, AliasTarget("2"), now=now, pods=loading)
     assert action.kind is Kind.NOTE
     assert "rollout-load-error-since" not in record(apply(body, action))

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from rollout import plan
+from mlkube.core import deployment as readers
+from rollout import diagnosis, patches, plan
 from rollout.plan import AliasTarget
 from tests.unit.rollout.test_decide import MODEL_ERROR, T0, apply, bump, record, settled
 
@@ -89,7 +90,7 @@ class World:
         START_SECONDS after the template last changed; a version that does not load never."""
         body = self.body
         replicas = body["spec"]["replicas"]
-        pinned = plan.pinned_version(body)
+        pinned = readers.pinned_version(body)
         up = pinned == "1" or (self.good and at - self.template_changed >= START_SECONDS)
         body["status"] = {
             "observedGeneration": body["metadata"]["generation"],
@@ -99,16 +100,16 @@ class World:
             "availableReplicas": replicas,
         }
 
-    def pods(self) -> list[plan.PodView]:
-        pinned = plan.pinned_version(self.body)
-        stable = plan.PodView("serving-old", "1", ready=True,
+    def pods(self) -> list[diagnosis.PodView]:
+        pinned = readers.pinned_version(self.body)
+        stable = diagnosis.PodView("serving-old", "1", ready=True,
                               ready_detail={"status": "ready", "model_version": "1"})  # fmt: skip
         if pinned == "1":
             return [stable]
         if self.body["status"]["updatedReplicas"] == self.body["spec"]["replicas"]:
-            return [plan.PodView("serving-new", pinned, ready=True)]
+            return [diagnosis.PodView("serving-new", pinned, ready=True)]
         detail = {"status": "loading"} | ({} if self.good else {"last_error": MODEL_ERROR})
-        return [stable, plan.PodView("serving-new", pinned, ready=False, ready_detail=detail)]
+        return [stable, diagnosis.PodView("serving-new", pinned, ready=False, ready_detail=detail)]
 
 
 def play(good: bool, changes: dict[int, list[str]], until: int = 2 * DEADLINE) -> World:
@@ -165,9 +166,9 @@ def test_another_partys_changes_leave_the_rollout_bounded(
     else:
         assert final["rollout-status"] == "failed"
         assert final["failed-model-version"] == "2"
-        assert plan.pinned_version(world.body) == "1"
+        assert readers.pinned_version(world.body) == "1"
         # Judged by the load error, long before the deadline.
-        confirm = plan.DEFAULT_LOAD_ERROR_CONFIRM_SECONDS
+        confirm = diagnosis.DEFAULT_LOAD_ERROR_CONFIRM_SECONDS
         assert world.ended <= last_template_change + confirm + RESYNC  # type: ignore[attr-defined]
 
 
@@ -186,8 +187,8 @@ def test_an_annotation_during_a_rollout_is_not_a_spec_change() -> None:
 
 def test_the_template_hash_ignores_the_pin_only() -> None:
     one, two = settled("1"), settled("2")
-    assert plan.template_hash(one) == plan.template_hash(two)
-    assert plan.template_hash(settled(None)) == plan.template_hash(one)
+    assert patches.template_hash(one) == patches.template_hash(two)
+    assert patches.template_hash(settled(None)) == patches.template_hash(one)
     restarted = copy.deepcopy(one)
     restart(restarted, 1)
-    assert plan.template_hash(restarted) != plan.template_hash(one)
+    assert patches.template_hash(restarted) != patches.template_hash(one)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from rollout import plan
+from rollout import diagnosis, patches, plan
 from rollout.kube import Conflict, Kube, PatchRejected
 from rollout.metrics import Metrics
 from rollout.reconciler import Reconciler
@@ -167,7 +167,7 @@ def kube(api: StubApiServer) -> Iterator[Kube]:
 
 
 # A patch as the reconciler sends it: the precondition, a test guarding a list position, a write.
-OPS = plan.with_precondition(
+OPS = patches.with_precondition(
     deployment("7"),
     [
         {"op": "test", "path": "/spec/template/spec/containers/0/env/1/name", "value": "X"},
@@ -234,11 +234,11 @@ class FakeKube:
     def read(self, namespace: str, name: str) -> dict[str, Any]:
         return self.current
 
-    def patch(self, namespace: str, name: str, ops: plan.JsonPatch) -> dict[str, Any]:
+    def patch(self, namespace: str, name: str, ops: patches.JsonPatch) -> dict[str, Any]:
         self.patches += 1
         raise self.error
 
-    def pods(self, body: Any) -> list[plan.PodView]:
+    def pods(self, body: Any) -> list[diagnosis.PodView]:
         return []
 
     def emit(self, body: Any, event: plan.Event) -> None:
@@ -321,7 +321,7 @@ def test_a_denied_revert_is_reported_loudly(caplog: pytest.LogCaptureFixture) ->
     ]
     kube.current = body
     kube.pods = lambda _: [  # type: ignore[method-assign]
-        plan.PodView("web-new", "2", ready_detail={"last_error": "UnpicklingError: bad"})
+        diagnosis.PodView("web-new", "2", ready_detail={"last_error": "UnpicklingError: bad"})
     ]
     with caplog.at_level(logging.ERROR, logger="rollout.reconciler"):
         reconcile(kube)
@@ -374,7 +374,7 @@ def test_pod_view_reads_what_a_pod_says_about_itself() -> None:
         },
     }  # fmt: skip
     assert serving_port(pod) == 8080
-    assert pod_view(pod) == plan.PodView(
+    assert pod_view(pod) == diagnosis.PodView(
         name="web-7d9-x", version="3", ready=False, waiting="CrashLoopBackOff",
         waiting_message="back-off", terminated="OOMKilled", restarts=3,
     )  # fmt: skip

@@ -10,7 +10,8 @@ import pytest
 
 from mlkube.core import deployment as readers
 from mlkube.core.deployment import Phase
-from rollout import plan
+from mlkube.core.record import RolloutPhase, RolloutRecord
+from rollout import diagnosis, patches, plan
 from rollout.plan import AliasTarget, Kind
 
 MODEL = "iris-classifier"
@@ -107,9 +108,11 @@ def test_parse_reads_label_alias_and_pin() -> None:
         model_name=MODEL,
         alias="staging",
         pinned="7",
-        status="succeeded",
-        failed_version=None,
-        stable="7",  # a v1 record: the succeeded pin is the stable version
+        record=RolloutRecord(
+            phase=RolloutPhase.SUCCEEDED,
+            failed=None,
+            stable="7",  # a v1 record: the succeeded pin is the stable version
+        ),
     )
 
 
@@ -235,7 +238,7 @@ def test_registry_down_changes_nothing_but_the_record_says_it_once() -> None:
     assert after["spec"] == body["spec"]
     waiting = after["metadata"]["annotations"]["mlkube.io/registry-unavailable"]
     assert waiting.endswith(": connection refused")
-    assert "WAITING ON THE REGISTRY" in readers.describe_record(after)
+    assert "WAITING ON THE REGISTRY" in RolloutRecord.of(after).describe()
     # Said once: the next decisions during the outage write nothing.
     again = plan.decide(after, None, registry_ok=False, registry_error="connection refused")
     assert again.kind is Kind.NOOP
@@ -284,8 +287,8 @@ def test_completed_rollout_waits_for_the_registry_to_tag() -> None:
 MODEL_ERROR = "UnpicklingError: invalid load key, 'x'."
 
 
-def new_pod_cannot_load(version: str, error: str = MODEL_ERROR) -> list[plan.PodView]:
-    return [plan.PodView("serving-new", version, ready_detail={"last_error": error})]
+def new_pod_cannot_load(version: str, error: str = MODEL_ERROR) -> list[diagnosis.PodView]:
+    return [diagnosis.PodView("serving-new", version, ready_detail={"last_error": error})]
 
 
 def test_model_failure_restores_the_stable_version_even_without_registry() -> None:
@@ -296,7 +299,7 @@ def test_model_failure_restores_the_stable_version_even_without_registry() -> No
     assert [e.reason for e in action.events] == ["ModelRolloutFailed", "ModelRegistryUnavailable"]
     action = plan.decide(body, None, registry_ok=True, pods=new_pod_cannot_load("2"))
     assert (action.version, action.previous, action.tag) == ("2", "1", "failed")
-    assert action.cause is plan.Cause.MODEL
+    assert action.cause is diagnosis.Cause.MODEL
     assert action.event is not None
     assert action.event.type == "Warning"
     assert MODEL_ERROR in action.event.message
@@ -369,13 +372,13 @@ def test_patch_guards_positions_so_a_concurrent_edit_fails_it() -> None:
 
 def test_precondition_pins_the_resource_version() -> None:
     body = deployment("1")
-    ops = plan.with_precondition(body, [{"op": "add", "path": "/x", "value": 1}])
+    ops = patches.with_precondition(body, [{"op": "add", "path": "/x", "value": 1}])
     assert ops[0] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "41"}
-    assert plan.with_precondition(body, []) == []
+    assert patches.with_precondition(body, []) == []
 
 
 def test_annotation_keys_are_escaped_as_json_pointers() -> None:
-    ops = plan.state_patch(deployment("1"), {"mlkube.io/rollout-status": "succeeded"})
+    ops = patches.state_patch(deployment("1"), {"mlkube.io/rollout-status": "succeeded"})
     assert ops == [
         {
             "op": "add",
