@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,10 +260,3 @@ def judge(canary: Sample, stable: Sample, policy: CanaryPolicy) -> Verdict:
         f"{'n/a' if shift is None else f'{shift:.2f}'})",
         measures,
     )
-
-
-def sum_samples(samples: Sequence[Sample]) -> Sample:
-    total = Sample()
-    for sample in samples:
-        total = total + sample
-    return total

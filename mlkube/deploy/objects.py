@@ -79,14 +79,6 @@ def mlflow_service(ctx: Ctx) -> tuple[str, int]:
     return name_of(service), service_port(service)
 
 
-def mlflow_deployment(ctx: Ctx) -> str:
-    return name_of(
-        find_one(
-            ctx, "deployment", release_selector(ctx.opts.release, "mlflow"), "MLflow Deployment"
-        )
-    )
-
-
 def container_image(dep: dict[str, Any]) -> str:
     """The image of a Deployment's first container."""
     containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []

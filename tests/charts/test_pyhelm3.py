@@ -92,7 +92,7 @@ def test_the_deploy_finds_what_it_looks_for(rendered: list[dict[str, Any]]) -> N
         p["containerPort"] for c in pod_spec(serving[0])["containers"] for p in c.get("ports", [])
     }
     assert 8080 in ports  # e2e port-forwards each replica to 8080
-    # objects.mlflow_service / mlflow_deployment: component=mlflow, its port `http` (make ui, e2e).
+    # objects.mlflow_service: component=mlflow, its port `http` (make ui, e2e).
     mlflow = {**INSTANCE, "app.kubernetes.io/component": "mlflow"}
     [svc] = [s for s in of_kind(rendered, "Service") if matches(s, mlflow)]
     assert objects.service_port(svc) == 5000
