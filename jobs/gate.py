@@ -189,8 +189,9 @@ def run_gate(
         champion_error=champion_error,
     )
     if current == version:
-        decision = Decision(False, f"v{version} already holds @{alias}", metric,
-                            challenger_scores[metric], current)  # fmt: skip
+        decision = Decision(
+            False, f"v{version} already holds @{alias}", metric, challenger_scores[metric], current
+        )
     elif decision.promote and not force:
         # Scoring took seconds: another gate (the CronJob, the promote workflow) may have moved
         # the alias meanwhile. Never overwrite a champion this run did not judge. (The registry

@@ -104,8 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--run-id", required=True, help="the MLflow run that logged the model")
     parser.add_argument("--artifact-path", default="model", help="the model's name in the run")
-    fields = ["tracking_uri", "model_name", "model_alias", "data", "target", "metric",
-              "min_improvement", "connect_timeout"]  # fmt: skip
+    fields = [
+        "tracking_uri",
+        "model_name",
+        "model_alias",
+        "data",
+        "target",
+        "metric",
+        "min_improvement",
+        "connect_timeout",
+    ]
     add_settings_flags(parser, fields)
     parser.add_argument("--dry-run", action="store_true", help="decide and tag, never move alias")
     parser.add_argument("--summary-file", type=Path, help="append the decision as Markdown here")

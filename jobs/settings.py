@@ -30,17 +30,21 @@ class TrainSettings(ModelSettings):
         "f1_macro", alias="TRAIN_METRIC", description="holdout metric the gate compares"
     )
     min_improvement: float = Field(
-        0.0, alias="TRAIN_MIN_IMPROVEMENT", ge=0.0,
+        0.0,
+        alias="TRAIN_MIN_IMPROVEMENT",
+        ge=0.0,
         description="margin the challenger must win by (ties keep the champion)",
-    )  # fmt: skip
+    )
     trigger: Trigger = Field("manual", alias="TRAIN_TRIGGER", description="what started the run")
     seed: int | None = Field(
         None, alias="TRAIN_SEED", ge=0, description="bootstrap seed; unset: the run date YYYYMMDD"
     )
     connect_timeout: float = Field(
-        60.0, alias="TRAIN_CONNECT_TIMEOUT", gt=0,
+        60.0,
+        alias="TRAIN_CONNECT_TIMEOUT",
+        gt=0,
         description="seconds to retry an unreachable MLflow before failing",
-    )  # fmt: skip
+    )
     git_commit: str | None = Field(
         None, alias="GIT_COMMIT", description="code version to tag runs with (else `git rev-parse`)"
     )

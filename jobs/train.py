@@ -46,9 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_flags(parser, list(FLAGS.values()))
     parser.add_argument(
-        "--param", action="append", default=[], metavar="NAME=VALUE",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="a classifier hyperparameter, repeatable (e.g. --param C=0.5)",
-    )  # fmt: skip
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--no-promote", action="store_true", help="register but never move the alias"
@@ -57,10 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-promote", action="store_true", help="move the alias whatever the scores"
     )
     parser.add_argument(
-        "--force-register", action="store_true",
+        "--force-register",
+        action="store_true",
         help="register a new version even when the run is identical to the champion "
         "(same data, seed, classifier, params and code)",
-    )  # fmt: skip
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 

@@ -76,8 +76,12 @@ def train(
     )
     log.info(
         "data %s: %d rows, %d features, %d classes; bootstrap seed %d",
-        dataset.source, len(dataset.frame), len(dataset.features), dataset.y.nunique(), seed,
-    )  # fmt: skip
+        dataset.source,
+        len(dataset.frame),
+        len(dataset.features),
+        dataset.y.nunique(),
+        seed,
+    )
 
     wait_for_tracking_server(settings.tracking_uri, timeout=settings.connect_timeout)
     mlflow.set_tracking_uri(settings.tracking_uri)

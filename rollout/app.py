@@ -176,8 +176,9 @@ class Operator:
         if action.recheck_after is not None and item.key in self.deployments:
             # A rollout in progress is looked at again when its next verdict is due (a load
             # error confirmed, the deadline), not only at the next poll.
-            self.queue.add(item.key, "recheck", after=max(action.recheck_after, 0.5),
-                           body=None, resolved=None)  # fmt: skip
+            self.queue.add(
+                item.key, "recheck", after=max(action.recheck_after, 0.5), body=None, resolved=None
+            )
 
     async def reconcile(
         self,
@@ -202,8 +203,9 @@ class Operator:
                 self._executor, self.kube.list_labelled, self.scope.namespaces, LABEL_MODEL_NAME
             )
         except Exception as exc:  # the API server is away: readiness will say so
-            log.warning("cannot list Deployments (%s); next try in %ss", exc,
-                        self.settings.poll_seconds)  # fmt: skip
+            log.warning(
+                "cannot list Deployments (%s); next try in %ss", exc, self.settings.poll_seconds
+            )
             return
         self.api_seen = time.monotonic()
         bodies: dict[Key, dict[str, Any]] = {}

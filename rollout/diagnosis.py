@@ -64,10 +64,18 @@ class PodView:
     canary: bool = False  # a pod of the canary Deployment
 
 
-IMAGE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                           "ErrImageNeverPull", "RegistryUnavailable"})  # fmt: skip
-CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError",
-                            "RunContainerError"})  # fmt: skip
+IMAGE_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "RegistryUnavailable",
+    }
+)
+CONFIG_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+)
 # A model load error that says the registry or the artifact store did not answer (or refused
 # our credentials), not that the model is broken.
 INFRA_LOAD_ERROR = re.compile(
@@ -88,8 +96,16 @@ def classify_load_error(message: str) -> Cause:
 
 
 # When several new pods tell different stories, the strongest evidence wins.
-_PRIORITY = [Cause.MODEL, Cause.CAPACITY, Cause.IMAGE, Cause.CONFIG, Cause.REGISTRY,
-             Cause.CRASH, Cause.SLOW, Cause.UNKNOWN]  # fmt: skip
+_PRIORITY = [
+    Cause.MODEL,
+    Cause.CAPACITY,
+    Cause.IMAGE,
+    Cause.CONFIG,
+    Cause.REGISTRY,
+    Cause.CRASH,
+    Cause.SLOW,
+    Cause.UNKNOWN,
+]
 
 
 def _pod_cause(pod: PodView) -> tuple[Cause, str]:
@@ -145,9 +161,11 @@ def served_by_old_pods(pods: Sequence[PodView] | None, version: str) -> str | No
     seen = {
         str(p.ready_detail.get("model_version"))
         for p in pods or []
-        if p.ready and p.version != version and p.ready_detail and p.ready_detail.get(
-            "model_version")
-    }  # fmt: skip
+        if p.ready
+        and p.version != version
+        and p.ready_detail
+        and p.ready_detail.get("model_version")
+    }
     return seen.pop() if len(seen) == 1 else None
 
 

@@ -309,10 +309,12 @@ class Kube:
         return [
             pod
             for pod in items
-            if all(((pod.get("metadata") or {}).get("labels") or {}).get(k) == v
-                   for k, v in match.items())
+            if all(
+                ((pod.get("metadata") or {}).get("labels") or {}).get(k) == v
+                for k, v in match.items()
+            )
             and not (pod.get("metadata") or {}).get("deletionTimestamp")
-        ]  # fmt: skip
+        ]
 
     def scrape(self, pod: Mapping[str, Any]) -> str | None:
         """The pod's ``GET /metrics`` (Prometheus text), None when it does not answer."""

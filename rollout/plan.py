@@ -376,19 +376,28 @@ def _progressing(
     version = record.target or w.pinned
     template = template_hash(body)
     if w.pinned != version:  # pinned by someone else meanwhile (no hold): that is the target now
-        return _note(body, w, f"pinned to version {w.pinned} by someone else during the rollout",
-                     target=w.pinned, started=now, template=template,
-                     load_error_since=None)  # fmt: skip
+        return _note(
+            body,
+            w,
+            f"pinned to version {w.pinned} by someone else during the rollout",
+            target=w.pinned,
+            started=now,
+            template=template,
+            load_error_since=None,
+        )
     # A record from before the hash (template None) is taken as it is, until the next rollout.
     if record.template is not None and record.template != template:
         # A new ReplicaSet (helm upgrade, rollout restart, set image): its pods start afresh, so
         # the deadline does too, as Kubernetes' own progress deadline does. Once per change.
         return _note(
-            body, w,
+            body,
+            w,
             f"the pod template was changed by someone else during the rollout of version "
             f"{version}; deadline restarted",
-            started=now, template=template, load_error_since=None,
-        )  # fmt: skip
+            started=now,
+            template=template,
+            load_error_since=None,
+        )
     spec = body.get("spec") or {}
     started = record.started or now
 
@@ -425,15 +434,25 @@ def _progressing(
 
     # Still within the deadline. The alias moved on: the newer version supersedes this one.
     if alias is not None and alias.version not in (version, record.failed):
-        return _roll(body, w, alias.version, f"alias {w.alias} moved during the rollout", now,
-                     superseded=version)  # fmt: skip
+        return _roll(
+            body,
+            w,
+            alias.version,
+            f"alias {w.alias} moved during the rollout",
+            now,
+            superseded=version,
+        )
     if spec.get("paused") or replicas == 0:
         _, detail = classify(body, pods, version)
         return _note(body, w, f"waiting: {detail}")
     until_deadline = (deadline - now).total_seconds()
     if pods is None:
-        return Action(Kind.NOOP, reason=f"rollout of version {version} in progress",
-                      needs_pods=True, recheck_after=until_deadline)  # fmt: skip
+        return Action(
+            Kind.NOOP,
+            reason=f"rollout of version {version} in progress",
+            needs_pods=True,
+            recheck_after=until_deadline,
+        )
     return _confirm_load_error(body, w, version, now, pods, until_deadline)
 
 
@@ -451,22 +470,34 @@ def _confirm_load_error(
     failure = model_load_failure(pods, version) if confirm > 0 else None
     if failure is None:
         if w.record.load_error_since is not None:
-            return _note(body, w, f"rollout of version {version} in progress; the new pods no "
-                         f"longer report the same load error", load_error_since=None)  # fmt: skip
-        return Action(Kind.NOOP, reason=f"rollout of version {version} in progress",
-                      recheck_after=until_deadline)  # fmt: skip
+            return _note(
+                body,
+                w,
+                f"rollout of version {version} in progress; the new pods no "
+                f"longer report the same load error",
+                load_error_since=None,
+            )
+        return Action(
+            Kind.NOOP,
+            reason=f"rollout of version {version} in progress",
+            recheck_after=until_deadline,
+        )
     since = w.record.load_error_since
     if since is None:
         note = _note(
-            body, w,
+            body,
+            w,
             f"{failure}; version {version} fails unless this changes within {confirm:.0f}s",
             load_error_since=now,
-        )  # fmt: skip
+        )
         return dataclasses.replace(note, recheck_after=confirm)
     held = (now - since).total_seconds()
     if held < confirm:
-        return Action(Kind.NOOP, reason=f"{failure}; confirming ({held:.0f}s of {confirm:.0f}s)",
-                      recheck_after=confirm - held)  # fmt: skip
+        return Action(
+            Kind.NOOP,
+            reason=f"{failure}; confirming ({held:.0f}s of {confirm:.0f}s)",
+            recheck_after=confirm - held,
+        )
     detail = f"{failure} (every new pod, for {held:.0f}s)"
     return _fail(body, w, version, Cause.MODEL, detail, pods, gave_up=False)
 
@@ -477,16 +508,23 @@ def _waiting(
     record = w.record
     version = record.target or w.pinned
     if alias is not None and alias.version not in (version, record.failed):
-        return _roll(body, w, alias.version, f"alias {w.alias} -> {alias.version}", now,
-                     superseded=version)  # fmt: skip
+        return _roll(
+            body, w, alias.version, f"alias {w.alias} -> {alias.version}", now, superseded=version
+        )
     if alias is None or version is None:
         return Action(Kind.NOOP, reason="waiting to retry; the registry gave no answer")
     if record.retry_at is not None and now < record.retry_at:
         return Action(
             Kind.NOOP, reason=f"retrying version {version} at {format_time(record.retry_at)}"
         )
-    return _roll(body, w, version, f"retry {record.attempt} after: {record.reason or 'a stall'}",
-                 now, attempt=record.attempt)  # fmt: skip
+    return _roll(
+        body,
+        w,
+        version,
+        f"retry {record.attempt} after: {record.reason or 'a stall'}",
+        now,
+        attempt=record.attempt,
+    )
 
 
 def _canary_start(body: Mapping[str, Any], w: Watched, version: str, now: dt.datetime) -> Action:
@@ -617,15 +655,23 @@ def decide(
             f"stays on the version its pods serve until the registry answers"
         )
         since = f"since {format_time(now)}: {why}"
-        return _with_record(body, action, w.record.noted(registry_unavailable=since),
-                            Event("Warning", "ModelRegistryUnavailable", message))  # fmt: skip
+        return _with_record(
+            body,
+            action,
+            w.record.noted(registry_unavailable=since),
+            Event("Warning", "ModelRegistryUnavailable", message),
+        )
     if registry_ok and w.record.registry_unavailable is not None:
         message = (
             f"The model registry answers again (unavailable {w.record.registry_unavailable}); "
             f"following alias {w.alias} of model {w.model_name}"
         )
-        return _with_record(body, action, w.record.noted(registry_unavailable=None),
-                            Event("Normal", "ModelRegistryAvailable", message))  # fmt: skip
+        return _with_record(
+            body,
+            action,
+            w.record.noted(registry_unavailable=None),
+            Event("Normal", "ModelRegistryAvailable", message),
+        )
     return action
 
 
@@ -636,12 +682,14 @@ def _with_record(
     NOTE). The record ops go after the action's own, which left that key alone."""
     ops = record_patch(body, record)
     if action.kind is Kind.NOOP:
-        return dataclasses.replace(action, kind=Kind.NOTE, reason=event.message, patch=ops,
-                                   event=event)  # fmt: skip
+        return dataclasses.replace(
+            action, kind=Kind.NOTE, reason=event.message, patch=ops, event=event
+        )
     written = {op["path"] for op in action.patch}
     extra = [op for op in ops if op["path"] not in written]
-    return dataclasses.replace(action, patch=[*action.patch, *extra],
-                               more_events=(*action.more_events, event))  # fmt: skip
+    return dataclasses.replace(
+        action, patch=[*action.patch, *extra], more_events=(*action.more_events, event)
+    )
 
 
 def _decide(

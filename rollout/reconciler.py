@@ -203,8 +203,9 @@ class Reconciler:
             return action
 
         def first(current: Mapping[str, Any], **seen: Any) -> plan.Action:
-            return plan.decide(current, lookup.target, lookup.ok, registry_error=lookup.error,
-                               **seen)  # fmt: skip
+            return plan.decide(
+                current, lookup.target, lookup.ok, registry_error=lookup.error, **seen
+            )
 
         def decide_again(current: Mapping[str, Any]) -> plan.Action:
             nonlocal watched, lookup
@@ -314,8 +315,9 @@ class Reconciler:
                 self.registry.tag(model, version, action.alias_tags)
                 log.warning("%s: moved alias %s back to version %s", where, alias, version)
             except RegistryError as exc:
-                log.error("%s: could not move alias %s back to version %s: %s",
-                          where, alias, version, exc)  # fmt: skip
+                log.error(
+                    "%s: could not move alias %s back to version %s: %s", where, alias, version, exc
+                )
 
         for event in action.events:
             self._emit(body, event)

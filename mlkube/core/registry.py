@@ -200,8 +200,11 @@ class Registry:
     def _succeeded(self) -> None:
         with self._lock:
             if self._failures:
-                log.info("MLflow at %s answers again (after %d failed call(s))",
-                         self.tracking_uri, self._failures)  # fmt: skip
+                log.info(
+                    "MLflow at %s answers again (after %d failed call(s))",
+                    self.tracking_uri,
+                    self._failures,
+                )
             self._failures = 0
             self._retry_at = 0.0
 
@@ -218,8 +221,10 @@ class Registry:
         log.log(
             logging.WARNING if failures == 1 else logging.DEBUG,
             "MLflow at %s unreachable (%s); next try in %.1fs",
-            self.tracking_uri, short(exc, 200), delay,
-        )  # fmt: skip
+            self.tracking_uri,
+            short(exc, 200),
+            delay,
+        )
         if self._on_error is not None:
             self._on_error()
         error = RegistryUnavailable(f"MLflow at {self.tracking_uri} unreachable: {short(exc, 200)}")
@@ -240,9 +245,13 @@ class Registry:
             )
         log.warning(
             "MLflow at %s refused %s: %d %s%s%s",
-            self.tracking_uri, what, status, short(exc, 200), hint,
+            self.tracking_uri,
+            what,
+            status,
+            short(exc, 200),
+            hint,
             f"; next try in {delay:.1f}s" if wide else "",
-        )  # fmt: skip
+        )
         if self._on_error is not None:
             self._on_error()
         refused = RegistryRefused(

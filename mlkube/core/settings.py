@@ -23,9 +23,11 @@ class CoreSettings(BaseSettings):
     )
 
     tracking_uri: str = Field(
-        DEFAULT_TRACKING_URI, alias="MLFLOW_TRACKING_URI", min_length=1,
+        DEFAULT_TRACKING_URI,
+        alias="MLFLOW_TRACKING_URI",
+        min_length=1,
         description="MLflow tracking server (and its model registry)",
-    )  # fmt: skip
+    )
 
 
 class ModelSettings(CoreSettings):
@@ -35,9 +37,11 @@ class ModelSettings(CoreSettings):
         DEFAULT_MODEL_NAME, alias="MODEL_NAME", min_length=1, description="registered model"
     )
     model_alias: str = Field(
-        DEFAULT_ALIAS, alias="MODEL_ALIAS", min_length=1,
+        DEFAULT_ALIAS,
+        alias="MODEL_ALIAS",
+        min_length=1,
         description="alias of the version in production",
-    )  # fmt: skip
+    )
 
 
 class LoggingSettings(BaseSettings):
