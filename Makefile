@@ -48,7 +48,10 @@ up: venv ## Run MLflow, one training run and the model server on this machine (C
 		--timeout $(UP_TIMEOUT)
 
 .PHONY: test
-test: venv tools lint ## Run every test: lint, unit, integration (real MLflow + uvicorn), charts, containers, cluster
+test: lint test-suite ## Run every test: lint, unit, integration (real MLflow + uvicorn), charts, containers, cluster
+
+.PHONY: test-suite
+test-suite: venv tools ## Every test layer without lint (CI's test jobs: lint runs once, in its own job)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Development
