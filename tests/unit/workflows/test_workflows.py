@@ -89,10 +89,8 @@ def test_images_build_every_target_and_helm_matches_the_pinned_tools() -> None:
     images = load(REPO / ".github" / "workflows" / "images.yml")
     assert images["jobs"]["images"]["strategy"]["matrix"]["target"] == list(COMPONENTS)
     assert images["on"]["push"]["tags"] == ["v*"]
-    pinned = re.search(
-        r'^HELM_VERSION="(v[^"]+)"', (REPO / "scripts" / "install-tools.sh").read_text(), re.M
-    )
-    assert pinned, "scripts/install-tools.sh pins HELM_VERSION"
+    pinned = re.search(r"^HELM_VERSION=(v\S+)$", (REPO / "tools.versions").read_text(), re.M)
+    assert pinned, "tools.versions pins HELM_VERSION"
     for path in WORKFLOWS:
         for step in steps(load(path)):
             if step.get("uses", "").startswith("azure/setup-helm@"):
