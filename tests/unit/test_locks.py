@@ -51,3 +51,19 @@ def test_one_uv_version() -> None:
     assert make is not None
     assert images is not None
     assert make.group(1) == images.group(1)
+
+
+def test_one_version() -> None:
+    """mlkube.__version__ is the version: the package's metadata reads it (pyproject's dynamic
+    version) and the chart's appVersion, which tags the images, repeats it."""
+    import tomllib
+
+    import yaml
+
+    from mlkube import __version__
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mlkube.__version__"}
+    chart = yaml.safe_load((REPO / "charts" / "mlkube" / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
