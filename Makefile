@@ -189,6 +189,10 @@ lock: ## Re-pin requirements.txt (hashed) from pyproject.toml, and each image's 
 tools: ## Install pinned helm, kubectl, actionlint, hadolint and checkov into ./bin
 	scripts/install-tools.sh helm kubectl actionlint hadolint checkov
 
+.PHONY: docs
+docs: venv chart-docs ## Regenerate the generated docs: docs/configuration.md and the chart's README and schema
+	$(PY) scripts/config-reference.py
+
 .PHONY: chart-docs
 chart-docs: ## Regenerate the chart's values.schema.json and README values table from values.yaml (Go)
 	scripts/chart-docs.sh

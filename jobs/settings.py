@@ -22,7 +22,7 @@ class TrainSettings(ModelSettings):
     data: str | None = Field(
         None, alias="TRAIN_DATA", description="CSV/Parquet path or URL; unset: sklearn Iris"
     )
-    target: str | None = Field(None, alias="TRAIN_TARGET", description="label column of --data")
+    target: str | None = Field(None, alias="TRAIN_TARGET", description="label column of TRAIN_DATA")
     classifier: Classifier = Field(
         "logistic_regression", alias="TRAIN_CLASSIFIER", description="model to fit"
     )

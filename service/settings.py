@@ -25,11 +25,14 @@ class Settings(ModelSettings, LoggingSettings):
         "MODEL_VERSION is set)",
     )  # fmt: skip
     # A container listens on all interfaces; `make up` passes 127.0.0.1.
-    host: str = Field("0.0.0.0", alias="SERVE_HOST")
-    port: int = Field(8080, alias="SERVE_PORT", ge=1, le=65535)
+    host: str = Field("0.0.0.0", alias="SERVE_HOST", description="listen address")
+    port: int = Field(8080, alias="SERVE_PORT", ge=1, le=65535, description="listen port")
     max_rows: int = Field(10_000, alias="SERVE_MAX_ROWS", ge=1, description="rows per request")
     max_body_bytes: int = Field(
-        4 * 1024 * 1024, alias="SERVE_MAX_BODY_BYTES", ge=1024, description="request body limit"
+        4 * 1024 * 1024,
+        alias="SERVE_MAX_BODY_BYTES",
+        ge=1024,
+        description="request body limit (413 above it)",
     )
     batching: bool = Field(
         True, alias="SERVE_BATCHING",

@@ -47,9 +47,7 @@ class ModelSettings(CoreSettings):
 class LoggingSettings(BaseSettings):
     """The long-running components' log level (the model server, the operator)."""
 
-    log_level: LogLevel = Field(
-        "INFO", alias="LOG_LEVEL", description="DEBUG, INFO, WARNING, ERROR or CRITICAL"
-    )
+    log_level: LogLevel = Field("INFO", alias="LOG_LEVEL", description="log level, any case")
 
     @field_validator("log_level", mode="before")
     @classmethod

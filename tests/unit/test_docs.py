@@ -3,6 +3,7 @@ every relative link in the Markdown resolves."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -18,15 +19,32 @@ REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 
 
+CONFIGURATION = REPO / "docs" / "configuration.md"
+
+
 @pytest.mark.parametrize("settings", [TrainSettings, Settings, OperatorSettings])
 def test_every_env_var_is_in_the_configuration_reference(settings: type[BaseSettings]) -> None:
-    reference = README.split("## Configuration reference", 1)[1]
+    reference = CONFIGURATION.read_text()
     missing = [
         info.alias
         for info in settings.model_fields.values()
         if info.alias and f"`{info.alias}`" not in reference
     ]
-    assert not missing, f"README's configuration reference lacks {missing}"
+    assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    """docs/configuration.md is what scripts/config-reference.py writes now: a changed field
+    (a default, a description, a new variable) without `make docs` fails here."""
+    spec = importlib.util.spec_from_file_location(
+        "config_reference", REPO / "scripts" / "config-reference.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert CONFIGURATION.read_text() == module.render(), "docs/configuration.md is stale: make docs"
+    assert "[docs/configuration.md](docs/configuration.md)" in README
 
 
 def test_quick_start_is_the_two_commands() -> None:
