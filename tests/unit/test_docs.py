@@ -55,11 +55,16 @@ def test_quick_start_is_the_two_commands() -> None:
     assert [c for c in commands if c] == ["make up", "make test"]
 
 
-def test_every_make_target_named_in_the_readme_exists() -> None:
+def test_every_make_target_named_in_the_docs_exists() -> None:
     makefile = (REPO / "Makefile").read_text()
     targets = set(re.findall(r"^([a-zA-Z0-9_-]+):", makefile, re.M))
-    named = set(re.findall(r"`make ([a-z0-9-]+)", README))
-    assert named <= targets, f"README names missing targets: {sorted(named - targets)}"
+    for doc in [
+        REPO / "README.md",
+        REPO / "CONTRIBUTING.md",
+        *sorted((REPO / "docs").glob("*.md")),
+    ]:
+        named = set(re.findall(r"`make ([a-z0-9-]+)", doc.read_text()))
+        assert named <= targets, f"{doc.name} names missing targets: {sorted(named - targets)}"
 
 
 # Folders that hold no Markdown of ours: tools, caches, the venv, build output.
