@@ -29,6 +29,12 @@ COMPONENTS = [
     ),
     ("Serving", "service.settings", "Settings", ""),
     ("Rollout operator", "rollout.settings", "OperatorSettings", ""),
+    (
+        "Tests",
+        "tests.settings",
+        "SuiteSettings",
+        "Read by `make test`; `.ci/run` sets both `MLKUBE_REQUIRE_*`.",
+    ),
 ]  # fmt: skip  (one row per component reads as a table)
 
 HEADER = """# Configuration reference

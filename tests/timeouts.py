@@ -9,9 +9,9 @@ stretch them all at once: ``MLKUBE_TEST_TIMEOUT_SCALE=3 make test``.
 
 from __future__ import annotations
 
-import os
+from tests.settings import suite_settings
 
-SCALE = float(os.environ.get("MLKUBE_TEST_TIMEOUT_SCALE") or "1")
+SCALE = suite_settings().timeout_scale
 
 # Something the code under test does within a second or so on a quiet machine: a patch, a
 # metric, an Event, a log line, a registry tag.

@@ -37,6 +37,7 @@ from tests.cluster.kube import (
     kubectl_json,
     run_logged,
 )
+from tests.settings import suite_settings
 from tests.timeouts import CLUSTER_DEPLOY_S, CLUSTER_UP_S
 
 # Where the tests install mlkube: apart from a `make deploy ENV=local` of the user's.
@@ -85,7 +86,7 @@ def cluster(
     """The kubeconfig of a running local cluster."""
     problem = host_problem()
     if problem:
-        if os.environ.get("MLKUBE_REQUIRE_CLUSTER") == "1":
+        if suite_settings().require_cluster:
             pytest.fail(f"{problem} (MLKUBE_REQUIRE_CLUSTER=1: the cluster tests must run)")
         pytest.skip(problem)
     if answers():
@@ -182,7 +183,7 @@ def deployed(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )["items"][0]  # fmt: skip
     image = serving["spec"]["template"]["spec"]["containers"][0]["image"]
     yield Deployed(NAMESPACE, RELEASE, log, image)
-    if os.environ.get("MLKUBE_KEEP_DEPLOY") != "1":
+    if not suite_settings().keep_deploy:
         assert HELM
         subprocess.run(
             [HELM, f"--kubeconfig={KUBECONFIG}", "uninstall", RELEASE, "-n", NAMESPACE, "--wait"],

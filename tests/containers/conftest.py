@@ -9,7 +9,6 @@ when a test fails, and the session checks that none is left behind.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 
 from tests.charts.manifests import REPO
 from tests.containers.engine import Chart, Engine, find_engine
+from tests.settings import suite_settings
 from tests.timeouts import IMAGE_BUILD_S
 
 # The tag the images are built under for these tests (the chart renders with image.tag=TAG).
@@ -38,7 +38,7 @@ def engine() -> Iterator[Engine]:
     name, reason = find_engine()
     if name is None:
         message = f"no container engine: {reason}"
-        if os.environ.get("MLKUBE_REQUIRE_CONTAINERS") == "1":
+        if suite_settings().require_containers:
             pytest.fail(message + " (MLKUBE_REQUIRE_CONTAINERS=1: the container tests must run)")
         pytest.skip(message)
     eng = Engine(name)

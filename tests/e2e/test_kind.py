@@ -5,7 +5,6 @@ tests/unit/deploy/test_e2e.py check the script's steps with fakes everywhere els
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from mlkube.deploy import cli
+from tests.settings import suite_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CLUSTER = os.environ.get("KIND_CLUSTER", "mlkube")
+CLUSTER = suite_settings().kind_cluster
 
 
 def deployed_kind_cluster() -> str | None:
@@ -39,7 +39,7 @@ def test_predict_promote_and_roll_out_under_load(tmp_path: Path, repo_root: Path
     reason = deployed_kind_cluster()
     if reason:
         pytest.skip(reason)
-    artifacts = Path(os.environ.get("E2E_ARTIFACTS", tmp_path / "artifacts"))
+    artifacts = suite_settings().e2e_artifacts or tmp_path / "artifacts"
     code = cli.main(
         ["e2e", "--cluster", CLUSTER, "--repo", str(repo_root), "--artifacts", str(artifacts)]
     )
