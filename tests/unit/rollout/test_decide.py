@@ -7,146 +7,34 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import Any
 
-import jsonpatch
 import pytest
 
 from mlkube.core import deployment as readers
 from mlkube.core.record import RolloutRecord
 from rollout import diagnosis, patches, plan
 from rollout.plan import AliasTarget, Kind
-
-MODEL = "iris-classifier"
-T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-KEY_TAG = "mlkube.rollout/mlkube/serving"
-
-
-def stamp(when: dt.datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def settled(version: str | None = "1", replicas: int = 3) -> dict[str, Any]:
-    """A serving Deployment whose last rollout (of ``version``) succeeded."""
-    env = [{"name": "MODEL_NAME", "value": MODEL}, {"name": "LOG_LEVEL", "value": "INFO"}]
-    template_annotations = {"prometheus.io/scrape": "true"}
-    annotations = {"meta.helm.sh/release-name": "mlkube"}
-    if version is not None:
-        env.insert(1, {"name": "MODEL_VERSION", "value": version})
-        template_annotations["mlkube.io/model-version"] = version
-        annotations["mlkube.io/rollout-status"] = "succeeded"
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "serving",
-            "namespace": "mlkube",
-            "resourceVersion": "41",
-            "generation": 4,
-            "labels": {"mlkube.io/model-name": MODEL, "app": "serving"},
-            "annotations": annotations,
-        },
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": 300,
-            "selector": {"matchLabels": {"app": "serving"}},
-            "template": {
-                "metadata": {"labels": {"app": "serving"}, "annotations": template_annotations},
-                "spec": {"containers": [{"name": "serving", "image": "serve:1", "env": env}]},
-            },
-        },
-        "status": {
-            "observedGeneration": 4,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-        },
-    }
-
-
-def bump(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The API server's generation rule for Deployments: a change of the spec or of the
-    annotations bumps it (pkg/registry/apps/deployment/strategy.go: "annotation updates bump
-    the generation because annotations are copied from deployments to their replica sets")."""
-    old_meta, new_meta = old["metadata"], new["metadata"]
-    if new["spec"] != old["spec"] or new_meta.get("annotations") != old_meta.get("annotations"):
-        new_meta["generation"] = old_meta["generation"] + 1
-    return new
-
-
-def apply(body: dict[str, Any], action: plan.Action) -> dict[str, Any]:
-    """The API server: apply the operator's patch."""
-    patched: dict[str, Any] = jsonpatch.apply_patch(body, action.patch, in_place=False)
-    return bump(body, patched)
-
-
-def controller_progressing(body: dict[str, Any]) -> dict[str, Any]:
-    """The controller saw the new spec; a surge pod is not available yet."""
-    body = copy.deepcopy(body)
-    replicas = body["spec"]["replicas"]
-    body["status"] = {
-        "observedGeneration": body["metadata"]["generation"],
-        "replicas": replicas + 1,
-        "updatedReplicas": 1,
-        "availableReplicas": replicas,
-    }
-    return body
-
-
-def controller_complete(body: dict[str, Any]) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    replicas = body["spec"]["replicas"]
-    body["status"] = {
-        "observedGeneration": body["metadata"]["generation"],
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": replicas,
-        "availableReplicas": replicas,
-    }
-    return body
-
-
-def controller_deadline(body: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
-    body = controller_progressing(body)
-    body["status"]["conditions"] = [
-        {
-            "type": "Progressing",
-            "status": "False",
-            "reason": "ProgressDeadlineExceeded",
-            "lastUpdateTime": stamp(at),
-            "lastTransitionTime": stamp(at),
-        }
-    ]
-    return body
-
-
-def record(body: dict[str, Any]) -> dict[str, str]:
-    return {
-        k.removeprefix("mlkube.io/"): v
-        for k, v in body["metadata"]["annotations"].items()
-        if k.startswith("mlkube.io/")
-    }
-
-
-def failing_pods(version: str, error: str) -> list[diagnosis.PodView]:
-    """The new pod runs, its readiness says the model did not load with this error."""
-    return [
-        diagnosis.PodView(name="serving-new", version=version, ready=False,
-                     ready_detail={"status": "loading", "last_error": error}),
-        diagnosis.PodView(name="serving-old", version="1", ready=True,
-                     ready_detail={"status": "ready", "model_version": "1"}),
-    ]  # fmt: skip
-
-
-MODEL_ERROR = "ModuleNotFoundError: No module named 'xgboost'"
-
+from tests.unit.rollout.builders import (
+    KEY_TAG,
+    MODEL_ERROR,
+    T0,
+    apply,
+    bump,
+    controller_complete,
+    controller_deadline,
+    controller_progressing,
+    deployment,
+    failing_pods,
+    record,
+    rolling,
+    stamp,
+)
 
 # -- 1. roll back to the last known good, not to "what was pinned" ----------------------------
 
 
 def test_rollback_goes_to_the_last_known_good_version_not_the_previous_pin() -> None:
-    body = settled("1")
+    body = deployment("1")
     body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
     body = controller_progressing(body)
     # v2 never became available; the alias moves on to 3
@@ -167,7 +55,7 @@ def test_rollback_goes_to_the_last_known_good_version_not_the_previous_pin() -> 
 
 
 def test_failed_first_pin_does_not_unpin() -> None:
-    body = settled(None)
+    body = deployment(None, status=None)
     body = apply(body, plan.decide(body, AliasTarget("1"), now=T0))
     failed_at = T0 + dt.timedelta(seconds=400)
     body = controller_deadline(body, failed_at)
@@ -184,7 +72,7 @@ def test_failed_first_pin_does_not_unpin() -> None:
 
 
 def test_failed_first_pin_goes_back_to_what_the_old_pods_serve() -> None:
-    body = settled(None)
+    body = deployment(None, status=None)
     body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
     failed_at = T0 + dt.timedelta(seconds=400)
     body = controller_deadline(body, failed_at)
@@ -197,7 +85,7 @@ def test_failed_first_pin_goes_back_to_what_the_old_pods_serve() -> None:
 
 
 def test_revert_restores_the_stable_pod_template_byte_for_byte() -> None:
-    original = settled("1")
+    original = deployment("1")
     body = apply(original, plan.decide(original, AliasTarget("2"), now=T0))
     assert "mlkube.io/previous-model-version" not in body["spec"]["template"]["metadata"][
         "annotations"]  # fmt: skip
@@ -213,7 +101,7 @@ def test_revert_restores_the_stable_pod_template_byte_for_byte() -> None:
 
 
 def test_paused_deployment_times_out_on_the_operators_own_deadline() -> None:
-    body = settled("1")
+    body = deployment("1")
     body["spec"]["paused"] = True
     body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
     body["status"]["observedGeneration"] = body["metadata"]["generation"]  # nothing progresses
@@ -235,7 +123,7 @@ def test_paused_deployment_times_out_on_the_operators_own_deadline() -> None:
 
 
 def test_zero_replicas_is_not_a_success() -> None:
-    body = settled("1", replicas=0)
+    body = deployment("1", replicas=0)
     body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
     body = controller_complete(body)  # the controller calls 0/0 complete at once
     action = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=5))
@@ -250,7 +138,7 @@ def test_zero_replicas_is_not_a_success() -> None:
 
 
 def test_a_deadline_condition_older_than_the_patch_is_ignored() -> None:
-    body = settled("1")
+    body = deployment("1")
     stale = controller_deadline(body, T0 - dt.timedelta(hours=1))["status"]["conditions"]
     body = apply(body, plan.decide(body, AliasTarget("2"), now=T0))
     body = controller_progressing(body)
@@ -265,7 +153,7 @@ def test_a_deadline_condition_older_than_the_patch_is_ignored() -> None:
 
 
 def test_verdict_tags_are_keyed_by_namespace_and_name() -> None:
-    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = apply(deployment("1"), plan.decide(deployment("1"), AliasTarget("2"), now=T0))
     action = plan.decide(controller_complete(body), AliasTarget("2"), now=T0)
     assert action.kind is Kind.SUCCEED
     assert action.tags[KEY_TAG] == "succeeded"
@@ -280,7 +168,7 @@ def test_verdict_tags_are_keyed_by_namespace_and_name() -> None:
 
 
 def test_a_held_deployment_is_left_alone() -> None:
-    body = settled("1")
+    body = deployment("1")
     body["metadata"]["annotations"]["mlkube.io/rollout-hold"] = "incident 42: pinned by hand"
     action = plan.decide(body, AliasTarget("2"), now=T0)
     assert (action.kind, action.patch, action.event) == (Kind.NOOP, [], None)
@@ -291,7 +179,7 @@ def test_a_held_deployment_is_left_alone() -> None:
 
 
 def test_the_rollout_record_is_in_deployment_metadata() -> None:
-    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = apply(deployment("1"), plan.decide(deployment("1"), AliasTarget("2"), now=T0))
     assert record(body) == {
         "rollout-status": "progressing",
         "rollout-target": "2",
@@ -332,7 +220,7 @@ CAUSES = [
 
 
 def test_the_cause_is_read_from_the_new_pods() -> None:
-    body = controller_progressing(settled("2"))
+    body = controller_progressing(deployment("2"))
     for pod, cause in CAUSES:
         assert diagnosis.classify(body, [pod], "2")[0] is cause, pod
     # Several stories: the model's own failure is the strongest evidence.
@@ -349,7 +237,7 @@ def test_the_cause_is_read_from_the_new_pods() -> None:
 
 
 def test_not_the_models_fault_goes_back_to_stable_and_retries_with_backoff() -> None:
-    original = settled("1")
+    original = deployment("1")
     body = apply(original, plan.decide(original, AliasTarget("2"), now=T0))
     unschedulable = [diagnosis.PodView("serving-new", "2", unschedulable="Insufficient cpu")]
     failed_at = T0 + dt.timedelta(seconds=300)
@@ -402,7 +290,7 @@ def test_not_the_models_fault_goes_back_to_stable_and_retries_with_backoff() -> 
 
 
 def test_someone_elses_template_change_restarts_the_deadline() -> None:
-    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = apply(deployment("1"), plan.decide(deployment("1"), AliasTarget("2"), now=T0))
     upgraded = copy.deepcopy(body)  # a helm upgrade during the rollout: a new image
     upgraded["spec"]["template"]["spec"]["containers"][0]["image"] = "serve:2"
     body = controller_progressing(bump(body, upgraded))
@@ -418,7 +306,7 @@ def test_someone_elses_template_change_restarts_the_deadline() -> None:
 
 
 def test_success_needs_a_pod_serving_the_version() -> None:
-    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = apply(deployment("1"), plan.decide(deployment("1"), AliasTarget("2"), now=T0))
     body = controller_complete(body)
     still_old = [diagnosis.PodView("serving-a", "1", ready=True)]
     assert plan.decide(body, AliasTarget("2"), now=T0, pods=still_old).kind is Kind.NOOP
@@ -434,7 +322,7 @@ def test_success_needs_a_pod_serving_the_version() -> None:
 
 
 def test_a_version_superseded_before_it_served_is_tagged_and_told() -> None:
-    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = apply(deployment("1"), plan.decide(deployment("1"), AliasTarget("2"), now=T0))
     body = controller_progressing(body)
     action = plan.decide(body, AliasTarget("3"), now=T0 + dt.timedelta(seconds=10), pods=[])
     assert action.kind is Kind.ROLL
@@ -450,7 +338,7 @@ def test_a_version_superseded_before_it_served_is_tagged_and_told() -> None:
 
 
 def test_after_the_alias_moves_back_the_record_names_what_the_pods_serve() -> None:
-    body = apply(settled("5"), plan.decide(settled("5"), AliasTarget("6"), now=T0))
+    body = apply(deployment("5"), plan.decide(deployment("5"), AliasTarget("6"), now=T0))
     at = T0 + dt.timedelta(seconds=400)
     body = apply(body, plan.decide(body, AliasTarget("6"), now=at,
                                    pods=failing_pods("6", MODEL_ERROR)))  # fmt: skip
@@ -479,12 +367,6 @@ def test_after_the_alias_moves_back_the_record_names_what_the_pods_serve() -> No
 
 
 # -- issue #20: a model that cannot load is judged in seconds ------------------------------------
-
-
-def rolling(version: str = "2") -> dict[str, Any]:
-    return controller_progressing(
-        apply(settled("1"), plan.decide(settled("1"), AliasTarget(version), now=T0))
-    )
 
 
 def test_a_load_error_on_every_new_pod_fails_the_version_after_the_confirmation() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import jsonpatch
 import pytest
@@ -13,95 +12,24 @@ from mlkube.core.deployment import Phase
 from mlkube.core.record import RolloutPhase, RolloutRecord
 from rollout import diagnosis, patches, plan
 from rollout.plan import AliasTarget, Kind
-
-MODEL = "iris-classifier"
-KEY = "mlkube.rollout/mlkube/serving"  # this Deployment's verdict tag
-
-
-def tagged(version: str, verdict: str | None) -> AliasTarget:
-    return AliasTarget(version, {} if verdict is None else {KEY: verdict})
-
-
-def deployment(
-    version: str | None = "1",
-    *,
-    previous: str | None = None,
-    status: str | None = None,
-    failed: str | None = None,
-    alias: str | None = None,
-    rollout: str = "complete",
-) -> dict[str, Any]:
-    env = [{"name": "MODEL_NAME", "value": MODEL}, {"name": "LOG_LEVEL", "value": "INFO"}]
-    template_annotations = {"prometheus.io/scrape": "true"}
-    if version is not None:
-        env.insert(1, {"name": "MODEL_VERSION", "value": version})
-        template_annotations["mlkube.io/model-version"] = version
-    if previous is not None:
-        template_annotations["mlkube.io/previous-model-version"] = previous
-    annotations = {"meta.helm.sh/release-name": "mlkube"}
-    for key, value in (
-        ("mlkube.io/rollout-status", status),
-        ("mlkube.io/failed-model-version", failed),
-        ("mlkube.io/model-alias", alias),
-    ):
-        if value is not None:
-            annotations[key] = value
-    body: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "serving",
-            "namespace": "mlkube",
-            "resourceVersion": "41",
-            "generation": 4,
-            "labels": {"mlkube.io/model-name": MODEL, "app": "serving"},
-            "annotations": annotations,
-        },
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "serving"}},
-            "template": {
-                "metadata": {"labels": {"app": "serving"}, "annotations": template_annotations},
-                "spec": {
-                    "containers": [
-                        {"name": "serving", "image": "mlkube-serve:1", "env": env},
-                        {"name": "sidecar", "image": "envoy:1"},
-                    ]
-                },
-            },
-        },
-        "status": {"observedGeneration": 4},
-    }
-    if rollout == "complete":
-        body["status"].update(replicas=3, updatedReplicas=3, availableReplicas=3)
-    elif rollout == "progressing":
-        body["status"].update(replicas=4, updatedReplicas=1, availableReplicas=3)
-    elif rollout == "failed":
-        body["status"].update(
-            replicas=4,
-            updatedReplicas=1,
-            availableReplicas=3,
-            conditions=[
-                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
-            ],
-        )
-    return body
-
-
-def apply(body: dict[str, Any], action: plan.Action) -> dict[str, Any]:
-    patched: dict[str, Any] = jsonpatch.apply_patch(body, action.patch, in_place=False)
-    return patched
-
-
-def env_version(body: dict[str, Any]) -> str | None:
-    return readers.pinned_version(body)
-
+from tests.unit.rollout.builders import (
+    MODEL,
+    UNPICKLING_ERROR,
+    deployment,
+    new_pod_cannot_load,
+    patched,
+    tagged,
+)
 
 # -- reading a Deployment ----------------------------------------------------------------------
 
 
 def test_parse_reads_label_alias_and_pin() -> None:
-    watched = plan.parse(deployment("7", previous="6", alias="staging", status="succeeded"))
+    watched = plan.parse(
+        deployment(
+            "7", previous="6", alias="staging", status="succeeded", sidecar=True, deadline=None
+        )
+    )
     assert watched == plan.Watched(
         namespace="mlkube",
         name="serving",
@@ -117,16 +45,16 @@ def test_parse_reads_label_alias_and_pin() -> None:
 
 
 def test_parse_defaults_alias_to_production_and_ignores_unlabelled() -> None:
-    watched = plan.parse(deployment())
+    watched = plan.parse(deployment(status=None, sidecar=True, deadline=None))
     assert watched is not None
     assert watched.alias == "production"
-    body = deployment()
+    body = deployment(status=None, sidecar=True, deadline=None)
     del body["metadata"]["labels"]["mlkube.io/model-name"]
     assert plan.parse(body) is None
 
 
 def test_serving_container_is_the_one_with_the_model_env() -> None:
-    body = deployment()
+    body = deployment(status=None, sidecar=True, deadline=None)
     containers = body["spec"]["template"]["spec"]["containers"]
     containers.reverse()  # the sidecar first
     assert readers.serving_containers(body) == [1]
@@ -135,8 +63,8 @@ def test_serving_container_is_the_one_with_the_model_env() -> None:
 
 
 def test_pinned_version_prefers_env_then_annotation() -> None:
-    assert readers.pinned_version(deployment("5")) == "5"
-    body = deployment(None)
+    assert readers.pinned_version(deployment("5", status=None, sidecar=True, deadline=None)) == "5"
+    body = deployment(None, status=None, sidecar=True, deadline=None)
     assert readers.pinned_version(body) is None
     body["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] = "4"
     assert readers.pinned_version(body) == "4"
@@ -147,11 +75,14 @@ def test_pinned_version_prefers_env_then_annotation() -> None:
     [("complete", Phase.COMPLETE), ("progressing", Phase.PROGRESSING), ("failed", Phase.FAILED)],
 )
 def test_rollout_phase_reads_status_like_kubectl(rollout: str, phase: Phase) -> None:
-    assert readers.rollout_phase(deployment(rollout=rollout)) is phase
+    assert (
+        readers.rollout_phase(deployment(rollout=rollout, status=None, sidecar=True, deadline=None))
+        is phase
+    )
 
 
 def test_rollout_phase_waits_for_the_controller_to_observe_the_change() -> None:
-    body = deployment(rollout="failed")
+    body = deployment(rollout="failed", status=None, sidecar=True, deadline=None)
     body["metadata"]["generation"] = 5  # our patch; the old status is about generation 4
     assert readers.rollout_phase(body) is Phase.PROGRESSING
 
@@ -160,18 +91,20 @@ def test_rollout_phase_waits_for_the_controller_to_observe_the_change() -> None:
 
 
 def test_same_version_is_a_noop_without_patch() -> None:
-    action = plan.decide(deployment("3", status="succeeded"), tagged("3", "succeeded"))
+    action = plan.decide(
+        deployment("3", status="succeeded", sidecar=True, deadline=None), tagged("3", "succeeded")
+    )
     assert action.kind is Kind.NOOP
     assert action.patch == []
     assert action.event is None
 
 
 def test_new_alias_version_patches_only_the_pin() -> None:
-    body = deployment("1", status="succeeded")
+    body = deployment("1", status="succeeded", sidecar=True, deadline=None)
     action = plan.decide(body, AliasTarget("2"))
     assert action.kind is Kind.ROLL
     assert (action.version, action.previous) == ("2", "1")
-    after = apply(body, action)
+    after = patched(body, action)
 
     assert readers.pinned_version(after) == "2"
     template = after["spec"]["template"]
@@ -191,11 +124,11 @@ def test_new_alias_version_patches_only_the_pin() -> None:
 
 
 def test_unpinned_deployment_is_pinned() -> None:
-    body = deployment(None)
+    body = deployment(None, status=None, sidecar=True, deadline=None)
     action = plan.decide(body, AliasTarget("4"))
     assert action.kind is Kind.ROLL
     assert action.previous is None
-    after = apply(body, action)
+    after = patched(body, action)
     env = after["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env[-1] == {"name": "MODEL_VERSION", "value": "4"}
     assert [v["name"] for v in env[:-1]] == ["MODEL_NAME", "LOG_LEVEL"]
@@ -210,13 +143,13 @@ def test_unpinned_deployment_is_pinned() -> None:
 
 
 def test_pinning_a_template_without_env_or_annotations() -> None:
-    body = deployment(None)
+    body = deployment(None, status=None, sidecar=True, deadline=None)
     del body["spec"]["template"]["metadata"]
     del body["spec"]["template"]["spec"]["containers"][0]["env"]
     del body["metadata"]["annotations"]
     body["metadata"]["labels"]["mlkube.io/model-name"] = MODEL
     action = plan.decide(body, AliasTarget("1"))
-    after = apply(body, action)
+    after = patched(body, action)
     assert after["spec"]["template"]["spec"]["containers"][0]["env"] == [
         {"name": "MODEL_VERSION", "value": "1"}
     ]
@@ -228,13 +161,13 @@ def test_pinning_a_template_without_env_or_annotations() -> None:
 
 
 def test_registry_down_changes_nothing_but_the_record_says_it_once() -> None:
-    body = deployment("1", status="succeeded")
+    body = deployment("1", status="succeeded", sidecar=True, deadline=None)
     action = plan.decide(body, None, registry_ok=False, registry_error="connection refused")
     # The pods are left alone; the record and a Warning Event say the Deployment waits.
     assert action.kind is Kind.NOTE
     assert all(op["path"].startswith("/metadata/") for op in action.patch)
     assert [e.reason for e in action.events] == ["ModelRegistryUnavailable"]
-    after = apply(body, action)
+    after = patched(body, action)
     assert after["spec"] == body["spec"]
     waiting = after["metadata"]["annotations"]["mlkube.io/registry-unavailable"]
     assert waiting.endswith(": connection refused")
@@ -247,11 +180,13 @@ def test_registry_down_changes_nothing_but_the_record_says_it_once() -> None:
     # The registry answers: the condition goes, with an Event saying so.
     back = plan.decide(after, AliasTarget("1"))
     assert [e.reason for e in back.events] == ["ModelRegistryAvailable"]
-    assert "mlkube.io/registry-unavailable" not in apply(after, back)["metadata"]["annotations"]
+    assert "mlkube.io/registry-unavailable" not in patched(after, back)["metadata"]["annotations"]
 
 
 def test_alias_not_set_says_so_not_that_the_registry_failed() -> None:
-    action = plan.decide(deployment("1", status="succeeded"), None, registry_ok=True)
+    action = plan.decide(
+        deployment("1", status="succeeded", sidecar=True, deadline=None), None, registry_ok=True
+    )
     assert action.kind is Kind.NOOP
     assert action.patch == []
     assert "alias production of model iris-classifier is not set" in action.reason
@@ -259,40 +194,41 @@ def test_alias_not_set_says_so_not_that_the_registry_failed() -> None:
 
 
 def test_progressing_rollout_waits() -> None:
-    body = deployment("2", previous="1", status="progressing", rollout="progressing")
+    body = deployment(
+        "2", previous="1", status="progressing", rollout="progressing", sidecar=True, deadline=None
+    )
     action = plan.decide(body, AliasTarget("2"))
     assert action.kind is Kind.NOOP
 
 
 def test_completed_rollout_is_reported_once() -> None:
-    body = deployment("2", previous="1", status="progressing", rollout="complete")
+    body = deployment(
+        "2", previous="1", status="progressing", rollout="complete", sidecar=True, deadline=None
+    )
     action = plan.decide(body, AliasTarget("2"))
     assert action.kind is Kind.SUCCEED
     assert action.tag == "succeeded"
     assert action.event is not None
     assert action.event.reason == "ModelRolloutSucceeded"
-    after = apply(body, action)
+    after = patched(body, action)
     assert after["spec"] == body["spec"]  # no new rollout: metadata only
     assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
     assert plan.decide(after, tagged("2", "succeeded")).kind is Kind.NOOP
 
 
 def test_completed_rollout_waits_for_the_registry_to_tag() -> None:
-    body = deployment("2", previous="1", status="progressing", rollout="complete")
+    body = deployment(
+        "2", previous="1", status="progressing", rollout="complete", sidecar=True, deadline=None
+    )
     action = plan.decide(body, None, registry_ok=False)
     assert action.kind is Kind.NOTE  # only the registry condition is written
     assert "rollout-status" not in str(action.patch)
 
 
-MODEL_ERROR = "UnpicklingError: invalid load key, 'x'."
-
-
-def new_pod_cannot_load(version: str, error: str = MODEL_ERROR) -> list[diagnosis.PodView]:
-    return [diagnosis.PodView("serving-new", version, ready_detail={"last_error": error})]
-
-
 def test_model_failure_restores_the_stable_version_even_without_registry() -> None:
-    body = deployment("2", previous="1", status="progressing", rollout="failed")
+    body = deployment(
+        "2", previous="1", status="progressing", rollout="failed", sidecar=True, deadline=None
+    )
     body["metadata"]["annotations"]["mlkube.io/stable-model-version"] = "1"
     action = plan.decide(body, None, registry_ok=False, pods=new_pod_cannot_load("2"))
     assert action.kind is Kind.REVERT
@@ -302,8 +238,8 @@ def test_model_failure_restores_the_stable_version_even_without_registry() -> No
     assert action.cause is diagnosis.Cause.MODEL
     assert action.event is not None
     assert action.event.type == "Warning"
-    assert MODEL_ERROR in action.event.message
-    after = apply(body, action)
+    assert UNPICKLING_ERROR in action.event.message
+    after = patched(body, action)
     assert readers.pinned_version(after) == "1"
     assert after["spec"]["template"]["metadata"]["annotations"]["mlkube.io/model-version"] == "1"
     assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "failed"
@@ -317,42 +253,46 @@ def test_model_failure_restores_the_stable_version_even_without_registry() -> No
     # The alias moves on: roll, and forget the failure.
     again = plan.decide(after, AliasTarget("3"))
     assert again.kind is Kind.ROLL
-    rolled = apply(after, again)
+    rolled = patched(after, again)
     assert "mlkube.io/failed-model-version" not in rolled["metadata"]["annotations"]
 
 
 def test_an_unexplained_failure_is_not_blamed_on_the_model() -> None:
-    body = deployment("2", status="progressing", rollout="failed")
+    body = deployment("2", status="progressing", rollout="failed", sidecar=True, deadline=None)
     body["metadata"]["annotations"]["mlkube.io/stable-model-version"] = "1"
     action = plan.decide(body, AliasTarget("2"))  # pods not read: nothing says why
     assert action.kind is Kind.STALL
     assert action.tags == {}
     assert action.previous == "1"
-    after = apply(body, action)
+    after = patched(body, action)
     assert readers.pinned_version(after) == "1"
     assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "waiting"
     assert "mlkube.io/failed-model-version" not in after["metadata"]["annotations"]
 
 
 def test_alias_moved_back_by_hand_drops_the_failure_marker() -> None:
-    body = deployment("1", previous="2", status="failed", failed="2")
+    body = deployment("1", previous="2", status="failed", failed="2", sidecar=True, deadline=None)
     action = plan.decide(body, tagged("1", "succeeded"))
     assert action.kind is Kind.FORGET
-    after = apply(body, action)
+    after = patched(body, action)
     assert "mlkube.io/failed-model-version" not in after["metadata"]["annotations"]
     assert after["metadata"]["annotations"]["mlkube.io/rollout-status"] == "succeeded"
     assert after["spec"] == body["spec"]
 
 
 def test_alias_moving_during_a_rollout_supersedes_it() -> None:
-    body = deployment("2", previous="1", status="progressing", rollout="progressing")
+    body = deployment(
+        "2", previous="1", status="progressing", rollout="progressing", sidecar=True, deadline=None
+    )
     action = plan.decide(body, AliasTarget("3"))
     assert action.kind is Kind.ROLL
     assert action.version == "3"
 
 
 def test_succeeded_but_untagged_version_gets_tagged() -> None:
-    action = plan.decide(deployment("3", status="succeeded"), tagged("3", None))
+    action = plan.decide(
+        deployment("3", status="succeeded", sidecar=True, deadline=None), tagged("3", None)
+    )
     assert (action.kind, action.version, action.tag) == (Kind.TAG, "3", "succeeded")
     assert action.patch == []
 
@@ -361,7 +301,7 @@ def test_succeeded_but_untagged_version_gets_tagged() -> None:
 
 
 def test_patch_guards_positions_so_a_concurrent_edit_fails_it() -> None:
-    body = deployment("1")
+    body = deployment("1", status=None, sidecar=True, deadline=None)
     action = plan.decide(body, AliasTarget("2"))
     moved = copy.deepcopy(body)
     env = moved["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -371,14 +311,17 @@ def test_patch_guards_positions_so_a_concurrent_edit_fails_it() -> None:
 
 
 def test_precondition_pins_the_resource_version() -> None:
-    body = deployment("1")
+    body = deployment("1", status=None, sidecar=True, deadline=None)
     ops = patches.with_precondition(body, [{"op": "add", "path": "/x", "value": 1}])
     assert ops[0] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "41"}
     assert patches.with_precondition(body, []) == []
 
 
 def test_annotation_keys_are_escaped_as_json_pointers() -> None:
-    ops = patches.state_patch(deployment("1"), {"mlkube.io/rollout-status": "succeeded"})
+    ops = patches.state_patch(
+        deployment("1", status=None, sidecar=True, deadline=None),
+        {"mlkube.io/rollout-status": "succeeded"},
+    )
     assert ops == [
         {
             "op": "add",
