@@ -152,6 +152,30 @@ def apply(body: Body, action: plan.Action) -> Body:
     return bump(body, patched(body, action))
 
 
+# -- someone else's changes (the n-th one) ----------------------------------------------------
+
+
+def annotate(body: Body, n: int) -> None:
+    body["metadata"]["annotations"][f"example.com/ticket-{n}"] = f"INC-{n}"
+
+
+def label(body: Body, n: int) -> None:
+    body["metadata"]["labels"]["team"] = f"team-{n}"
+
+
+def scale(body: Body, n: int) -> None:
+    body["spec"]["replicas"] = 2 + n % 3
+
+
+def upgrade(body: Body, n: int) -> None:  # helm upgrade with a changed value
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = f"serve:{n + 2}"
+
+
+def restart(body: Body, n: int) -> None:  # kubectl rollout restart
+    annotations = body["spec"]["template"]["metadata"]["annotations"]
+    annotations["kubectl.kubernetes.io/restartedAt"] = f"2026-03-01T12:00:{n:02d}Z"
+
+
 # -- the Deployment controller -------------------------------------------------------------------
 
 

@@ -18,35 +18,27 @@ from dataclasses import dataclass, field
 import pytest
 
 from mlkube.core import deployment as readers
-from rollout import diagnosis, patches, plan
+from rollout import diagnosis, plan
 from rollout.plan import AliasTarget
-from tests.unit.rollout.builders import MODEL_ERROR, T0, Body, apply, bump, deployment, record
+from tests.unit.rollout.builders import (
+    MODEL_ERROR,
+    T0,
+    Body,
+    annotate,
+    apply,
+    bump,
+    deployment,
+    label,
+    record,
+    restart,
+    scale,
+    upgrade,
+)
 
 DEADLINE = 300  # deployment()'s progressDeadlineSeconds
 RESYNC = 15  # the chart's rollout.pollSeconds
 STEP = 5  # seconds between two looks of the operator (events, rechecks and polls together)
 START_SECONDS = 20  # how long a good version's new pods take to become available
-
-
-def annotate(body: Body, n: int) -> None:
-    body["metadata"]["annotations"][f"example.com/ticket-{n}"] = f"INC-{n}"
-
-
-def label(body: Body, n: int) -> None:
-    body["metadata"]["labels"]["team"] = f"team-{n}"
-
-
-def scale(body: Body, n: int) -> None:
-    body["spec"]["replicas"] = 2 + n % 3
-
-
-def upgrade(body: Body, n: int) -> None:  # helm upgrade with a changed value
-    body["spec"]["template"]["spec"]["containers"][0]["image"] = f"serve:{n + 2}"
-
-
-def restart(body: Body, n: int) -> None:  # kubectl rollout restart
-    annotations = body["spec"]["template"]["metadata"]["annotations"]
-    annotations["kubectl.kubernetes.io/restartedAt"] = f"2026-03-01T12:00:{n:02d}Z"
 
 
 CHANGES: dict[str, Callable[[Body, int], None]] = {
@@ -181,12 +173,3 @@ def test_an_annotation_during_a_rollout_is_not_a_spec_change() -> None:
     action = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=10), pods=[])
     assert action.kind is plan.Kind.NOOP
     assert action.patch == []
-
-
-def test_the_template_hash_ignores_the_pin_only() -> None:
-    one, two = deployment("1"), deployment("2")
-    assert patches.template_hash(one) == patches.template_hash(two)
-    assert patches.template_hash(deployment(None, status=None)) == patches.template_hash(one)
-    restarted = copy.deepcopy(one)
-    restart(restarted, 1)
-    assert patches.template_hash(restarted) != patches.template_hash(one)
