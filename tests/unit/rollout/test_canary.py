@@ -10,7 +10,7 @@ import pytest
 from rollout import canary, diagnosis, plan
 from rollout.canary import CanaryPolicy, Sample
 from rollout.plan import AliasTarget, Kind
-from tests.unit.rollout.test_decide import KEY_TAG, T0, apply, record, settled
+from tests.unit.rollout.builders import KEY_TAG, T0, apply, deployment, record
 
 
 def served(ok: int, errors: int, seconds: float, classes: dict[str, int]) -> str:
@@ -73,15 +73,8 @@ def test_stable_counts_since_the_canary_started() -> None:
     assert (after - before).errors == 50
 
 
-def canary_body(move_back: bool = False) -> dict:
-    body = settled("1")
-    body["metadata"]["uid"] = "uid-serving"
-    annotations = body["metadata"]["annotations"]
-    annotations["mlkube.io/rollout-strategy"] = "canary"
-    annotations["mlkube.io/canary-seconds"] = "120"
-    if move_back:
-        annotations["mlkube.io/canary-move-alias-back"] = "true"
-    return body
+CANARY = {"mlkube.io/rollout-strategy": "canary", "mlkube.io/canary-seconds": "120"}
+MOVE_BACK = {**CANARY, "mlkube.io/canary-move-alias-back": "true"}
 
 
 def observation(text: str, ready: bool = True) -> plan.CanaryObservation:
@@ -90,7 +83,7 @@ def observation(text: str, ready: bool = True) -> plan.CanaryObservation:
 
 
 def test_alias_move_starts_a_canary_beside_the_stable_pods() -> None:
-    body = canary_body()
+    body = deployment("1", annotations=CANARY, uid="uid-serving")
     action = plan.decide(body, AliasTarget("2"), now=T0)
     assert action.kind is Kind.CANARY
     assert action.event is not None
@@ -119,7 +112,12 @@ def test_alias_move_starts_a_canary_beside_the_stable_pods() -> None:
 
 
 def test_a_passing_canary_rolls_the_main_deployment_and_goes() -> None:
-    body = apply(canary_body(), plan.decide(canary_body(), AliasTarget("2"), now=T0))
+    body = apply(
+        deployment("1", annotations=CANARY, uid="uid-serving"),
+        plan.decide(
+            deployment("1", annotations=CANARY, uid="uid-serving"), AliasTarget("2"), now=T0
+        ),
+    )
     late = T0 + dt.timedelta(seconds=121)
     good = observation(served(200, 1, 0.004, {"setosa": 100, "versicolor": 100}))
     action = plan.decide(body, AliasTarget("2"), now=late, canary_observed=good)
@@ -131,7 +129,12 @@ def test_a_passing_canary_rolls_the_main_deployment_and_goes() -> None:
 
 
 def test_a_failing_canary_is_removed_tagged_and_moves_the_alias_back() -> None:
-    body = apply(canary_body(True), plan.decide(canary_body(True), AliasTarget("2"), now=T0))
+    body = apply(
+        deployment("1", annotations=MOVE_BACK, uid="uid-serving"),
+        plan.decide(
+            deployment("1", annotations=MOVE_BACK, uid="uid-serving"), AliasTarget("2"), now=T0
+        ),
+    )
     late = T0 + dt.timedelta(seconds=121)
     bad = observation(served(150, 50, 0.004, {"setosa": 100, "versicolor": 100}))
     action = plan.decide(body, AliasTarget("2"), now=late, canary_observed=bad)
@@ -151,7 +154,12 @@ def test_a_failing_canary_is_removed_tagged_and_moves_the_alias_back() -> None:
 
 
 def test_a_canary_that_cannot_load_the_model_fails_it() -> None:
-    body = apply(canary_body(), plan.decide(canary_body(), AliasTarget("2"), now=T0))
+    body = apply(
+        deployment("1", annotations=CANARY, uid="uid-serving"),
+        plan.decide(
+            deployment("1", annotations=CANARY, uid="uid-serving"), AliasTarget("2"), now=T0
+        ),
+    )
     late = T0 + dt.timedelta(seconds=121)
     pod = diagnosis.PodView("serving-canary-x", "2", canary=True,
                        ready_detail={"last_error": "UnpicklingError: bad"})  # fmt: skip

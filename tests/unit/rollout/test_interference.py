@@ -14,41 +14,31 @@ import datetime as dt
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from mlkube.core import deployment as readers
-from rollout import diagnosis, patches, plan
+from rollout import diagnosis, plan
 from rollout.plan import AliasTarget
-from tests.unit.rollout.test_decide import MODEL_ERROR, T0, apply, bump, record, settled
+from tests.unit.rollout.builders import (
+    MODEL_ERROR,
+    T0,
+    Body,
+    annotate,
+    apply,
+    bump,
+    deployment,
+    label,
+    record,
+    restart,
+    scale,
+    upgrade,
+)
 
-Body = dict[str, Any]
-DEADLINE = 300  # settled()'s progressDeadlineSeconds
+DEADLINE = 300  # deployment()'s progressDeadlineSeconds
 RESYNC = 15  # the chart's rollout.pollSeconds
 STEP = 5  # seconds between two looks of the operator (events, rechecks and polls together)
 START_SECONDS = 20  # how long a good version's new pods take to become available
-
-
-def annotate(body: Body, n: int) -> None:
-    body["metadata"]["annotations"][f"example.com/ticket-{n}"] = f"INC-{n}"
-
-
-def label(body: Body, n: int) -> None:
-    body["metadata"]["labels"]["team"] = f"team-{n}"
-
-
-def scale(body: Body, n: int) -> None:
-    body["spec"]["replicas"] = 2 + n % 3
-
-
-def upgrade(body: Body, n: int) -> None:  # helm upgrade with a changed value
-    body["spec"]["template"]["spec"]["containers"][0]["image"] = f"serve:{n + 2}"
-
-
-def restart(body: Body, n: int) -> None:  # kubectl rollout restart
-    annotations = body["spec"]["template"]["metadata"]["annotations"]
-    annotations["kubectl.kubernetes.io/restartedAt"] = f"2026-03-01T12:00:{n:02d}Z"
 
 
 CHANGES: dict[str, Callable[[Body, int], None]] = {
@@ -66,7 +56,7 @@ class World:
     """The API server, the Deployment controller and the pods, for one serving Deployment."""
 
     good: bool  # does version 2 load?
-    body: Body = field(default_factory=lambda: settled("1"))
+    body: Body = field(default_factory=lambda: deployment("1"))
     template_changed: int = 0  # when the pod template last changed (seconds after T0)
     writes: int = 0
 
@@ -175,7 +165,7 @@ def test_another_partys_changes_leave_the_rollout_bounded(
 def test_an_annotation_during_a_rollout_is_not_a_spec_change() -> None:
     """The severe case of #20: one `kubectl annotate` made the operator note "someone else
     changed the spec" on every event, its note bumping the generation again."""
-    body = apply(settled("1"), plan.decide(settled("1"), AliasTarget("2"), now=T0))
+    body = apply(deployment("1"), plan.decide(deployment("1"), AliasTarget("2"), now=T0))
     annotated = copy.deepcopy(body)
     annotate(annotated, 42)
     body = bump(body, annotated)
@@ -183,12 +173,3 @@ def test_an_annotation_during_a_rollout_is_not_a_spec_change() -> None:
     action = plan.decide(body, AliasTarget("2"), now=T0 + dt.timedelta(seconds=10), pods=[])
     assert action.kind is plan.Kind.NOOP
     assert action.patch == []
-
-
-def test_the_template_hash_ignores_the_pin_only() -> None:
-    one, two = settled("1"), settled("2")
-    assert patches.template_hash(one) == patches.template_hash(two)
-    assert patches.template_hash(settled(None)) == patches.template_hash(one)
-    restarted = copy.deepcopy(one)
-    restart(restarted, 1)
-    assert patches.template_hash(restarted) != patches.template_hash(one)

@@ -9,6 +9,7 @@ invalid object, a patch that does not apply to the unchanged object) is reported
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import logging
@@ -23,6 +24,7 @@ from rollout import diagnosis, patches, plan
 from rollout.kube import Conflict, Kube, PatchRejected
 from rollout.metrics import Metrics
 from rollout.reconciler import Reconciler
+from tests.unit.rollout.builders import deployment
 
 PATH = "/apis/apps/v1/namespaces/serving/deployments/web"
 GENERIC_422 = {
@@ -67,42 +69,10 @@ CONFLICT_409 = {
 TEST_FAILED_422 = {**GENERIC_422, "message": "testing value /spec/template failed: test failed"}
 
 
-def deployment(resource_version: str, model_version: str = "1") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "web",
-            "namespace": "serving",
-            "resourceVersion": resource_version,
-            "generation": 2,
-            "labels": {"mlkube.io/model-name": "m"},
-            "annotations": {"mlkube.io/rollout-status": "succeeded"},
-        },
-        "spec": {
-            "replicas": 1,
-            "template": {
-                "metadata": {"annotations": {"mlkube.io/model-version": model_version}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "serve",
-                            "env": [
-                                {"name": "MODEL_NAME", "value": "m"},
-                                {"name": "MODEL_VERSION", "value": model_version},
-                            ],
-                        }
-                    ]
-                },
-            },
-        },
-        "status": {
-            "observedGeneration": 2,
-            "replicas": 1,
-            "updatedReplicas": 1,
-            "availableReplicas": 1,
-        },
-    }
+# The shared builder, as the Deployment these tests patch: serving/web, model m, one replica.
+web = functools.partial(
+    deployment, name="web", namespace="serving", model="m", replicas=1, generation=2
+)
 
 
 class StubApiServer:
@@ -110,7 +80,7 @@ class StubApiServer:
 
     def __init__(self) -> None:
         self.patch_answers: list[tuple[int, dict[str, Any]]] = []
-        self.current: dict[str, Any] = deployment("7")
+        self.current: dict[str, Any] = web(resource_version="7")
         self.requests: list[str] = []
         stub = self
 
@@ -168,7 +138,7 @@ def kube(api: StubApiServer) -> Iterator[Kube]:
 
 # A patch as the reconciler sends it: the precondition, a test guarding a list position, a write.
 OPS = patches.with_precondition(
-    deployment("7"),
+    web(resource_version="7"),
     [
         {"op": "test", "path": "/spec/template/spec/containers/0/env/1/name", "value": "X"},
         {"op": "replace", "path": "/spec/template/spec/containers/0/env/1/value", "value": "2"},
@@ -178,7 +148,7 @@ OPS = patches.with_precondition(
 
 def test_bare_422_on_an_object_that_moved_on_is_a_conflict(api: StubApiServer, kube: Kube) -> None:
     api.patch_answers = [(422, GENERIC_422)]
-    api.current = deployment("8")  # someone wrote after we read version 7
+    api.current = web(resource_version="8")  # someone wrote after we read version 7
     with pytest.raises(Conflict, match="changed under us \\(resourceVersion 7 -> 8\\)"):
         kube.patch("serving", "web", OPS)
     assert api.requests == [f"PATCH {PATH}", f"GET {PATH}"]
@@ -229,7 +199,7 @@ class FakeKube:
         self.error = error
         self.patches = 0
         self.events: list[plan.Event] = []
-        self.current = deployment("7")
+        self.current = web(resource_version="7")
 
     def read(self, namespace: str, name: str) -> dict[str, Any]:
         return self.current
@@ -296,7 +266,7 @@ def test_rejected_patch_is_a_warning_event_and_backs_off(caplog: pytest.LogCaptu
     clock.now += 29
     reconciler.reconcile("serving", "web", trigger="webhook")
     assert kube.patches == 1
-    kube.current = deployment("8")
+    kube.current = web(resource_version="8")
     reconciler.reconcile("serving", "web", trigger="event")
     assert kube.patches == 2
     # The backoff grows: 30 s, then 60 s.
@@ -311,7 +281,7 @@ def test_rejected_patch_is_a_warning_event_and_backs_off(caplog: pytest.LogCaptu
 
 def test_a_denied_revert_is_reported_loudly(caplog: pytest.LogCaptureFixture) -> None:
     kube = FakeKube(PatchRejected("serving/web: 403 Forbidden: policy says no"))
-    body = deployment("7", model_version="2")
+    body = web("2", resource_version="7")
     body["metadata"]["annotations"].update({
         "mlkube.io/rollout-status": "progressing",
         "mlkube.io/stable-model-version": "1",
