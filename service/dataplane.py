@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from service.batching import Predictor
 from service.errors import MalformedBody, ModelNotFound, PayloadTooLarge
+from service.loader import ModelStore
 from service.metrics import Metrics
-from service.model import LoadedModel, Prediction
-from service.registry import ModelStore
-from service.schema import Features
+from service.runtime.batching import Predictor
+from service.runtime.model import LoadedModel, Prediction
+from service.runtime.schema import Features
 from service.settings import Settings
 
 # Reading (and dropping) at most this much of an oversized body lets the client finish sending

@@ -1,12 +1,12 @@
 """The HTTP API: one module per dialect (``predict``: mlkube's own, ``mlflow``: as
 ``mlflow models serve``, ``v2``: the Open Inference Protocol), each parsing its format and
 formatting its answer around the data plane (``service.dataplane``); ``health`` and ``info``
-(the model, metrics) beside them. Every route is declared once (``service.endpoints``)."""
+(the model, metrics) beside them. Every route is declared once (``service.api.endpoints``)."""
 
 from __future__ import annotations
 
 from service.api import health, info, mlflow, predict, v2
-from service.endpoints import Endpoint
+from service.api.endpoints import Endpoint
 
 # Prediction routes first: a request is matched against the routes in this order.
 ENDPOINTS: list[Endpoint] = [

@@ -8,8 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.endpoints import Endpoints
 from service.errors import json_response
 
 api = Endpoints(tags=["info"])

@@ -28,12 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.endpoints import Endpoints
 from service.api.health import readiness
 from service.dataplane import DataPlane, content_type, plane
-from service.endpoints import Endpoints
 from service.errors import InvalidInput, UnsupportedMediaType
-from service.model import LoadedModel
-from service.schema import FeatureSchema, check_row_count
+from service.runtime.model import LoadedModel
+from service.runtime.schema import FeatureSchema, check_row_count
 
 log = logging.getLogger(__name__)
 

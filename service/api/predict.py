@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.endpoints import Endpoints
 from service.errors import InvalidInput, NotSupportedByModel
-from service.model import Prediction
+from service.runtime.model import Prediction
 
 api = Endpoints(tags=["predict"])
 

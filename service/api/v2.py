@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import service
+from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.endpoints import Endpoints
 from service.errors import InvalidInput, NotSupportedByModel, json_response
-from service.model import Array, LoadedModel
-from service.schema import V2_DATATYPES, Features, FeatureSchema, check_row_count
+from service.runtime.model import Array, LoadedModel
+from service.runtime.schema import V2_DATATYPES, Features, FeatureSchema, check_row_count
 
 api = Endpoints(tags=["v2 (Open Inference Protocol)"])
 

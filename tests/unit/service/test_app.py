@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from mlkube.mlflow_server import free_port
 from service.app import create_app
-from service.model import LoadedModel
+from service.runtime.model import LoadedModel
 from service.settings import Settings
 
 ROW = [5.1, 3.5, 1.4, 0.2]

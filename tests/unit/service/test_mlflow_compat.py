@@ -14,7 +14,7 @@ from service.api.mlflow import (
     mlflow_invocations,
 )
 from service.errors import PayloadTooLarge
-from service.model import LoadedModel
+from service.runtime.model import LoadedModel
 from tests.unit.service.conftest import FEATURES
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
