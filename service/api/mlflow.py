@@ -122,19 +122,18 @@ _OTHER_BODIES = {
 )  # fmt: skip
 async def invocations(request: Request) -> Response:
     dataplane = plane(request)
-    model = dataplane.model()
-    settings = dataplane.settings
+    model = dataplane.model_info()
     body = await dataplane.body(request)
     media = content_type(request)
-    X = fast_features(body, media, model.schema, settings.max_rows)
+    X = fast_features(body, media, model.schema, dataplane.max_rows)
     if X is not None:
-        result = await dataplane.predict(model, X, False)
+        result = await dataplane.infer(model, X, False)
         return Response(result.model.predictions_json(result.labels), media_type=CONTENT_TYPE_JSON)
     if not PARQUET and _mime(media) == CONTENT_TYPE_PARQUET:
         raise UnsupportedMediaType(
             "parquet needs pyarrow, which this server's image does not ship: send JSON or CSV"
         )
-    check_request_rows(body, media, settings.max_rows)
+    check_request_rows(body, media, dataplane.max_rows)
     status, content, media_type = await asyncio.to_thread(mlflow_invocations, body, media, model)
     if status == 200:
         _count(dataplane, model.info.version, content)

@@ -67,7 +67,7 @@ _ERROR = {"content": {"application/json": {"example": {
 )
 async def predict(request: Request) -> Response:
     dataplane = plane(request)
-    model = dataplane.model()
+    model = dataplane.model_info()
     payload = await dataplane.json_body(request)
     if model.schema is None:
         raise NotSupportedByModel(
@@ -83,8 +83,8 @@ async def predict(request: Request) -> Response:
         instances = payload["instances"]
     else:
         instances = payload
-    features = model.schema.rows(instances, where="instances", max_rows=dataplane.settings.max_rows)
-    result = await dataplane.predict(model, features, model.has_proba)
+    features = model.schema.rows(instances, where="instances", max_rows=dataplane.max_rows)
+    result = await dataplane.infer(model, features, model.has_proba)
     return Response(orjson.dumps(answer(result)), media_type="application/json")
 
 
