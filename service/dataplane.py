@@ -11,6 +11,7 @@ v2 protocols).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,9 +23,11 @@ from starlette.requests import Request
 from service.errors import MalformedBody, ModelNotFound, PayloadTooLarge
 from service.loader import ModelStore
 from service.metrics import Metrics
+from service.runtime import scoring
 from service.runtime.batching import Predictor
 from service.runtime.model import LoadedModel, Prediction
 from service.runtime.schema import Features
+from service.runtime.scoring import Invocation
 from service.settings import Settings
 
 # Reading (and dropping) at most this much of an oversized body lets the client finish sending
@@ -100,6 +103,15 @@ class DataPlane:
         result = await self.predictor.predict(model, features, want_proba)
         self.metrics.count_predictions(result.model.info.version, result.labels)
         return result
+
+    async def invoke(self, model: LoadedModel, body: bytes, content_type: str | None) -> Invocation:
+        """MLflow's own scoring of ``body`` (``mlflow models serve``'s answer, byte for byte), in
+        a worker thread; when it answers 200, the labels the model predicted are counted."""
+        answer = await asyncio.to_thread(scoring.invoke, body, content_type, model)
+        labels = answer.labels()
+        if labels is not None:
+            self.metrics.count_predictions(model.info.version, labels)
+        return answer
 
     def metrics_text(self) -> bytes:
         """Every metric in Prometheus' text format."""

@@ -5,8 +5,9 @@ Requests the fast path understands completely (JSON ``dataframe_split``, ``dataf
 ``instances``/``inputs`` as records or columns, every value a finite number, exactly the model's
 columns) are predicted through the data plane and serialized the way MLflow does
 (``json.dumps({"predictions": ...})``). Everything else (CSV, parquet, ``params``, ``index``,
-extra or missing columns, strings, NaN, malformed JSON...) runs MLflow's own scoring function on
-the loaded pyfunc model, so status codes, error codes and messages are MLflow's, byte for byte.
+extra or missing columns, strings, NaN, malformed JSON...) the data plane ``invoke``s: MLflow's
+own scoring function on the loaded pyfunc model (``service.runtime.scoring``), so status codes,
+error codes and messages are MLflow's, byte for byte.
 The only differences: where MLflow would answer 500 because of the request (a missing
 Content-Type, an exception its parser does not catch) this server answers 415 or 400, and the
 body and row limits answer 413 for every request shape.
@@ -14,10 +15,7 @@ body and row limits answer 413 for every request shape.
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
-import logging
 from importlib.metadata import version
 from importlib.util import find_spec
 from typing import Annotated, Any
@@ -30,18 +28,11 @@ from starlette.responses import Response
 
 from service.api.endpoints import Endpoints
 from service.api.health import readiness
-from service.dataplane import DataPlane, content_type, plane
+from service.dataplane import content_type, plane
 from service.errors import InvalidInput, UnsupportedMediaType
-from service.runtime.model import LoadedModel
 from service.runtime.schema import FeatureSchema, check_row_count
+from service.runtime.scoring import CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET
 
-log = logging.getLogger(__name__)
-
-CONTENT_TYPE_JSON = "application/json"
-CONTENT_TYPE_CSV = "text/csv"
-CONTENT_TYPE_PARQUET = "application/vnd.apache.parquet"
-# As MLflow lists them in its 415 message.
-CONTENT_TYPES = [CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET]
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
@@ -134,19 +125,8 @@ async def invocations(request: Request) -> Response:
             "parquet needs pyarrow, which this server's image does not ship: send JSON or CSV"
         )
     check_request_rows(body, media, dataplane.max_rows)
-    status, content, media_type = await asyncio.to_thread(mlflow_invocations, body, media, model)
-    if status == 200:
-        _count(dataplane, model.info.version, content)
-    return Response(content, status_code=status, media_type=media_type)
-
-
-def _count(dataplane: DataPlane, version: str, content: str | bytes) -> None:
-    try:
-        predictions = orjson.loads(content).get("predictions")
-    except (orjson.JSONDecodeError, AttributeError):
-        return
-    if isinstance(predictions, list) and predictions and not isinstance(predictions[0], dict):
-        dataplane.metrics.count_predictions(version, np.asarray(predictions, dtype=object))
+    answer = await dataplane.invoke(model, body, media)
+    return Response(answer.content, status_code=answer.status, media_type=answer.media_type)
 
 
 @api.get("/ping", summary="MLflow's health check: 200 once the model is loaded", probe=True)
@@ -290,36 +270,3 @@ def _split(value: Any, schema: FeatureSchema, max_rows: int) -> np.ndarray[Any, 
 
 def _as_fast(features: Any) -> np.ndarray[Any, Any] | None:
     return features if isinstance(features, np.ndarray) else None
-
-
-def mlflow_invocations(
-    body: bytes, content_type: str | None, model: LoadedModel
-) -> tuple[int, str | bytes, str]:
-    """MLflow's own ``/invocations`` logic on the loaded model: (status, body, media type).
-    Runs in a worker thread (pandas parsing and schema enforcement are slow)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc import scoring_server as _scoring_server
-
-    scoring_server: Any = _scoring_server  # untyped module
-
-    if content_type is None:  # MLflow crashes (500) on this; answer its own 415
-        return (
-            415,
-            "This predictor only supports the following content types: "
-            f"Types: {CONTENT_TYPES}. Got 'None'.",
-            "text/plain",
-        )
-    try:
-        result = scoring_server.invocations(body, content_type, model.pyfunc, model.input_schema)
-    except MlflowException as exc:
-        error: Any = exc
-        return error.get_http_status_code(), error.serialize_as_json(), CONTENT_TYPE_JSON
-    except Exception as exc:  # MLflow would answer 500; it is the request's fault
-        log.info("invocations: MLflow's parser failed on the request: %r", exc)
-        message = f"Invalid request: {type(exc).__name__}: {exc}"
-        return (
-            400,
-            json.dumps({"error_code": "BAD_REQUEST", "message": message}),
-            "application/json",
-        )
-    return result.status, result.response, result.mimetype

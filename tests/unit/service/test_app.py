@@ -147,6 +147,15 @@ def test_metrics_count_by_route_template(loaded: TestClient) -> None:
     assert "_created" not in text
 
 
+def test_invocations_slow_path_is_counted(loaded: TestClient) -> None:
+    """CSV goes to MLflow's own scoring: its prediction is counted as the fast path's is."""
+    csv = "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n5.0,3.4,1.5,0.2\n"
+    answer = loaded.post("/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert answer.text == '{"predictions": ["setosa", "setosa"]}'
+    text = loaded.get("/metrics").text
+    assert 'mlkube_serve_predictions_total{label="setosa",version="1"} 2.0' in text
+
+
 def test_probes_are_counted_apart_from_requests(client: TestClient) -> None:
     """`make up` and kubelets poll readiness: 503s while the model loads are not traffic."""
     for _ in range(4):
