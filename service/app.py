@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 import service
-from service.api import ENDPOINTS
+from service.api import ENDPOINTS, UNROUTED_ERRORS
 from service.api.endpoints import EndpointRoute, openapi
 from service.dataplane import DataPlane
 from service.errors import install_error_handlers
@@ -137,6 +137,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = document  # type: ignore[method-assign]
     _serve_docs(app)
-    install_error_handlers(app)
+    install_error_handlers(app, UNROUTED_ERRORS)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

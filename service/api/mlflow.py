@@ -29,7 +29,7 @@ from starlette.responses import Response
 from service.api.endpoints import Endpoints
 from service.api.health import readiness
 from service.dataplane import content_type, plane
-from service.errors import InvalidInput, UnsupportedMediaType
+from service.errors import InvalidInput, Problem, UnsupportedMediaType
 from service.runtime.schema import FeatureSchema, check_row_count
 from service.runtime.scoring import CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET
 
@@ -40,6 +40,33 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 # there the route answers 415 saying so, and the API page does not list it.
 PARQUET = find_spec("pyarrow") is not None
 
+# MLflow's error code for each of mlkube's, as `mlflow models serve` names them.
+ERROR_CODES = {
+    "malformed_body": "BAD_REQUEST",
+    "invalid_input": "BAD_REQUEST",
+    "payload_too_large": "REQUEST_LIMIT_EXCEEDED",
+    "unsupported_media_type": "BAD_REQUEST",
+    "model_not_found": "RESOURCE_DOES_NOT_EXIST",
+    "model_not_loaded": "TEMPORARILY_UNAVAILABLE",
+    "not_supported_by_model": "NOT_IMPLEMENTED",
+    "internal_error": "INTERNAL_ERROR",
+    "not_found": "ENDPOINT_NOT_FOUND",
+    "method_not_allowed": "BAD_REQUEST",
+    "http_error": "BAD_REQUEST",
+}
+
+
+def error_body(problem: Problem) -> dict[str, Any]:
+    """MLflow's error shape, as ``mlflow models serve`` answers: ``{"error_code": <MLflow's
+    code>, "message": ...}``."""
+    code = ERROR_CODES.get(problem.code)
+    if code is None:
+        code = "INTERNAL_ERROR" if problem.status_code >= 500 else "BAD_REQUEST"
+    return {"error_code": code, "message": problem.message}
+
+
+# /invocations answers errors in MLflow's shape; /ping, /health and /version (whose only errors
+# are 405s) in mlkube's.
 api = Endpoints(tags=["mlflow"])
 
 # -- what the route accepts (the API page's schema; the parsing is below and in MLflow) --------
@@ -103,6 +130,7 @@ _OTHER_BODIES = {
         "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
         "data": [[5.1, 3.5, 1.4, 0.2]]}},
     other_bodies=_OTHER_BODIES,
+    errors=error_body,
     responses={
         200: {"content": {CONTENT_TYPE_JSON: {"example": {"predictions": ["setosa"]}}}},
         400: {"description": 'MLflow\'s error: {"error_code": ..., "message": ...}'},

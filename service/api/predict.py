@@ -16,10 +16,11 @@ from starlette.responses import Response
 
 from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.errors import InvalidInput, NotSupportedByModel
+from service.errors import InvalidInput, NotSupportedByModel, mlkube_error
 from service.runtime.model import Prediction
 
-api = Endpoints(tags=["predict"])
+# mlkube's own error shape: {"error": <code>, "message": ..., "field": ...}
+api = Endpoints(tags=["predict"], errors=mlkube_error)
 
 Value = float | int | str | bool
 Row = Annotated[list[Value], Field(min_length=1, description="values in the model's signature "

@@ -23,11 +23,21 @@ from starlette.responses import Response
 import service
 from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.errors import InvalidInput, NotSupportedByModel, json_response
+from service.errors import InvalidInput, NotSupportedByModel, Problem, json_response
 from service.runtime.model import Array, LoadedModel
 from service.runtime.schema import V2_DATATYPES, Features, FeatureSchema, check_row_count
 
-api = Endpoints(tags=["v2 (Open Inference Protocol)"])
+PREFIX = "/v2"
+
+
+def error_body(problem: Problem) -> dict[str, Any]:
+    """The protocol's error shape: ``{"error": <message>}``."""
+    return {"error": problem.message}
+
+
+# Every /v2 route answers errors in the protocol's shape; so does a /v2 path no route matches
+# (service.api.UNROUTED_ERRORS).
+api = Endpoints(tags=["v2 (Open Inference Protocol)"], errors=error_body)
 
 # -- what the infer routes accept (the API page's schema; the parsing is below) ----------------
 
