@@ -1,8 +1,8 @@
 """MLflow's own scoring function (``mlflow models serve``'s ``/invocations``) on the loaded
 pyfunc model, for the requests the fast path leaves to it (CSV, parquet, ``params``, strings...).
 
-Its answer is MLflow's, byte for byte. What the model's ``predict`` returned is kept beside it,
-so the data plane counts the predictions from the prediction, not by reading the answer back.
+Its answer is MLflow's, byte for byte. The prediction MLflow serialized is kept beside it, so
+the data plane counts the predictions from the prediction, not by reading the answer back.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,25 +54,28 @@ class Invocation:
         return np.asarray(values, dtype=object)
 
 
-class _Recording:
-    """The pyfunc model as MLflow's scoring function sees it, keeping what ``predict``
-    returned. ``predict`` keeps the model's signature: MLflow passes ``params`` only when the
-    model's ``predict`` takes them."""
+# What MLflow's scoring function serialized last, per worker thread (see _record_predictions).
+_recorded = threading.local()
+_install_lock = threading.Lock()
 
-    def __init__(self, pyfunc: Any) -> None:
-        self._pyfunc = pyfunc
-        self.prediction: Any = None
-        original = pyfunc.predict
+
+def _record_predictions(scoring_server: Any) -> None:
+    """Wrap MLflow's ``predictions_to_json`` (once) to keep what it serializes: the prediction.
+    MLflow's scoring function calls it only once the model has answered. Not a wrapper around
+    the model's ``predict``: MLflow's error answers carry the stack trace below its scoring
+    function, and a frame of ours there would change the answer's bytes."""
+    with _install_lock:
+        original = scoring_server.predictions_to_json
+        if getattr(original, "records_predictions", False):
+            return
 
         @functools.wraps(original)
-        def predict(*args: Any, **kwargs: Any) -> Any:
-            self.prediction = original(*args, **kwargs)
-            return self.prediction
+        def predictions_to_json(raw_predictions: Any, *args: Any, **kwargs: Any) -> Any:
+            _recorded.prediction = raw_predictions
+            return original(raw_predictions, *args, **kwargs)
 
-        self.predict = predict
-
-    def __getattr__(self, name: str) -> Any:  # metadata and anything else MLflow reads
-        return getattr(self._pyfunc, name)
+        predictions_to_json.records_predictions = True  # type: ignore[attr-defined]
+        scoring_server.predictions_to_json = predictions_to_json
 
 
 def invoke(body: bytes, content_type: str | None, model: LoadedModel) -> Invocation:
@@ -89,9 +93,10 @@ def invoke(body: bytes, content_type: str | None, model: LoadedModel) -> Invocat
             f"Types: {CONTENT_TYPES}. Got 'None'.",
             "text/plain",
         )
-    recording = _Recording(model.pyfunc)
+    _record_predictions(scoring_server)
+    _recorded.prediction = None
     try:
-        result = scoring_server.invocations(body, content_type, recording, model.input_schema)
+        result = scoring_server.invocations(body, content_type, model.pyfunc, model.input_schema)
     except MlflowException as exc:
         error: Any = exc
         return Invocation(
@@ -105,5 +110,10 @@ def invoke(body: bytes, content_type: str | None, model: LoadedModel) -> Invocat
             json.dumps({"error_code": "BAD_REQUEST", "message": message}),
             "application/json",
         )
-    prediction = recording.prediction if result.status == 200 else None
-    return Invocation(result.status, result.response, result.mimetype, prediction)
+    prediction, _recorded.prediction = _recorded.prediction, None
+    return Invocation(
+        result.status,
+        result.response,
+        result.mimetype,
+        prediction if result.status == 200 else None,
+    )

@@ -23,7 +23,7 @@ from service.loader import ModelStore
 from service.metrics import Metrics
 from service.runtime.batching import Predictor
 from service.runtime.model import LoadedModel
-from service.runtime.scoring import Invocation
+from service.runtime.scoring import Invocation, invoke
 from service.settings import Settings
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.0, 3.4, 1.5, 0.2]])
@@ -170,15 +170,33 @@ def test_records_tables_and_mappings_are_not_counted(prediction: Any) -> None:
     assert Invocation(200, "", "application/json", prediction).labels() is None
 
 
-def test_mlflow_passes_params_only_to_a_model_that_takes_them(iris_model: LoadedModel) -> None:
-    """The recording keeps predict's signature, which MLflow inspects for ``params``."""
-    import inspect
+@pytest.mark.parametrize(
+    "body",
+    [
+        CSV,
+        b'{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", '
+        b'"petal_width"], "data": [[5.1, null, 1.4, 0.2]]}}',  # an error with MLflow's traceback
+        b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}',
+    ],
+    ids=["csv", "null", "lists"],
+)
+def test_invoke_answers_what_mlflow_answers_on_the_model(
+    iris_model: LoadedModel, body: bytes
+) -> None:
+    """Keeping the prediction changes nothing in MLflow's answer, stack traces included."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
 
-    from service.runtime.scoring import _Recording
-
-    recording = _Recording(iris_model.pyfunc)
-    assert inspect.signature(recording.predict) == inspect.signature(iris_model.pyfunc.predict)
-    assert recording.metadata is iris_model.pyfunc.metadata
+    content_type = "text/csv" if body is CSV else "application/json"
+    ours = invoke(body, content_type, iris_model)
+    try:
+        theirs: Any = scoring_server.invocations(  # type: ignore[no-untyped-call]
+            body, content_type, iris_model.pyfunc, iris_model.input_schema
+        )
+        expected = (theirs.status, theirs.response)
+    except MlflowException as exc:
+        expected = (exc.get_http_status_code(), exc.serialize_as_json())
+    assert (ours.status, ours.content) == expected
 
 
 PLANE_FIELDS = {f.name for f in fields(DataPlane)}
