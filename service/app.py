@@ -20,14 +20,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 import service
-from service.api import ENDPOINTS
-from service.batching import MicroBatcher, Predictor
+from service.api import ENDPOINTS, UNROUTED_ERRORS
+from service.api.endpoints import EndpointRoute, openapi
 from service.dataplane import DataPlane
-from service.endpoints import EndpointRoute, openapi
 from service.errors import install_error_handlers
+from service.loader import ModelStore, keep_loaded
 from service.metrics import Metrics, MetricsMiddleware
-from service.model import LoadedModel
-from service.registry import ModelStore, keep_loaded
+from service.runtime.batching import MicroBatcher, Predictor
+from service.runtime.model import LoadedModel
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.dataplane = dataplane
     # Every API route is a plain Starlette route declared once in service.api, and documented
-    # from that same declaration (see service.endpoints for why not FastAPI routes).
+    # from that same declaration (see service.api.endpoints for why not FastAPI routes).
     app.router.routes[:0] = [EndpointRoute(e) for e in ENDPOINTS]
 
     def document() -> dict[str, Any]:
@@ -137,6 +137,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = document  # type: ignore[method-assign]
     _serve_docs(app)
-    install_error_handlers(app)
+    install_error_handlers(app, UNROUTED_ERRORS)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

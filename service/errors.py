@@ -1,16 +1,24 @@
 """Typed domain errors and the one place that turns them into HTTP answers.
 
-Each error knows its status code. The JSON shape follows the dialect of the route that failed, so
-every client sees errors in the format it already parses:
+Each error knows its status code and mlkube's code for it. Its JSON body is the dialect's: each
+route is declared with its dialect's error shape (``service.api.endpoints``), so every client sees
+errors in the format it already parses:
 
-- mlkube routes: ``{"error": "invalid_input", "message": "...", "field": "instances[0].x"}``
-- ``/invocations`` (as ``mlflow models serve``): ``{"error_code": "BAD_REQUEST", "message": "..."}``
-- ``/v2/...`` (Open Inference Protocol): ``{"error": "..."}``
+- mlkube's own (``/predict``, and every route that declares no other):
+  ``{"error": "invalid_input", "message": "...", "field": "instances[0].x"}`` (:func:`mlkube_error`)
+- ``/invocations``, as ``mlflow models serve``: ``{"error_code": "BAD_REQUEST", "message": "..."}``
+  (``service.api.mlflow``)
+- ``/v2/...``, the Open Inference Protocol: ``{"error": "..."}`` (``service.api.v2``)
+
+A request that matched no route (404) gets the shape of the dialect whose prefix its path is
+under (``/v2``), else mlkube's.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
@@ -21,8 +29,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
-INVOCATIONS_PATH = "/invocations"
-V2_PREFIX = "/v2"
+
+@dataclass(frozen=True)
+class Problem:
+    """An error before a dialect shapes it: the status, mlkube's code, the message and, for an
+    input error, the field."""
+
+    status_code: int
+    code: str
+    message: str
+    field: str | None = None
+
+
+# A dialect's error shape: the JSON body it answers for a problem.
+ErrorBody = Callable[[Problem], dict[str, Any]]
 
 
 class ServiceError(Exception):
@@ -30,12 +50,14 @@ class ServiceError(Exception):
 
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
-    mlflow_code: ClassVar[str] = "INTERNAL_ERROR"
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+
+    def problem(self) -> Problem:
+        return Problem(self.status_code, self.code, self.message, self.field)
 
 
 class MalformedBody(ServiceError):
@@ -43,7 +65,6 @@ class MalformedBody(ServiceError):
 
     status_code = 400
     code = "malformed_body"
-    mlflow_code = "BAD_REQUEST"
 
 
 class InvalidInput(ServiceError):
@@ -51,19 +72,16 @@ class InvalidInput(ServiceError):
 
     status_code = 422
     code = "invalid_input"
-    mlflow_code = "BAD_REQUEST"
 
 
 class PayloadTooLarge(ServiceError):
     status_code = 413
     code = "payload_too_large"
-    mlflow_code = "REQUEST_LIMIT_EXCEEDED"
 
 
 class UnsupportedMediaType(ServiceError):
     status_code = 415
     code = "unsupported_media_type"
-    mlflow_code = "BAD_REQUEST"
 
 
 class ModelNotFound(ServiceError):
@@ -71,13 +89,11 @@ class ModelNotFound(ServiceError):
 
     status_code = 404
     code = "model_not_found"
-    mlflow_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 class ModelNotLoaded(ServiceError):
     status_code = 503
     code = "model_not_loaded"
-    mlflow_code = "TEMPORARILY_UNAVAILABLE"
 
 
 class NotSupportedByModel(ServiceError):
@@ -85,65 +101,69 @@ class NotSupportedByModel(ServiceError):
 
     status_code = 501
     code = "not_supported_by_model"
-    mlflow_code = "NOT_IMPLEMENTED"
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
-def render(path: str, status_code: int, code: str, mlflow_code: str, message: str,
-           field: str | None = None) -> Response:  # fmt: skip
-    """The error answer in the dialect of the route at ``path``."""
-    body: dict[str, Any]
-    if path == INVOCATIONS_PATH:
-        body = {"error_code": mlflow_code, "message": message}
-    elif path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
-        body = {"error": message}
-    else:
-        body = {"error": code, "message": message}
-        if field is not None:
-            body["field"] = field
-    return json_response(body, status_code)
+def mlkube_error(problem: Problem) -> dict[str, Any]:
+    """mlkube's own error shape: ``/predict``'s, and that of every route declaring no other."""
+    body: dict[str, Any] = {"error": problem.code, "message": problem.message}
+    if problem.field is not None:
+        body["field"] = problem.field
+    return body
 
 
-def _service_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
-    return render(
-        request.url.path, exc.status_code, exc.code, exc.mlflow_code, exc.message, exc.field
-    )
+def error_body(request: Request, unrouted: Mapping[str, ErrorBody]) -> ErrorBody:
+    """The error shape of the route the request matched (``EndpointRoute.error_body``); for a
+    request that matched none, that of the dialect whose prefix (in ``unrouted``) its path is
+    under; else mlkube's."""
+    shape: ErrorBody | None = getattr(request.scope.get("route"), "error_body", None)
+    if shape is not None:
+        return shape
+    path = request.url.path
+    for prefix, shape in unrouted.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return shape
+    return mlkube_error
 
 
-_HTTP_CODES = {404: ("not_found", "ENDPOINT_NOT_FOUND"), 405: ("method_not_allowed", "BAD_REQUEST")}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code, mlflow_code = _HTTP_CODES.get(exc.status_code, ("http_error", "BAD_REQUEST"))
-    response = render(request.url.path, exc.status_code, code, mlflow_code, str(exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
+def install_error_handlers(app: FastAPI, unrouted: Mapping[str, ErrorBody]) -> None:
+    """Every error, answered in the shape of the dialect that failed (see :func:`error_body`)."""
 
+    def answer(request: Request, problem: Problem) -> Response:
+        body = error_body(request, unrouted)(problem)
+        return json_response(body, problem.status_code)
 
-def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {}
-    field = ".".join(str(part) for part in first.get("loc", ()))
-    message = f"{field}: {first.get('msg', 'invalid')}" if field else "invalid request"
-    return render(request.url.path, 422, "invalid_input", "BAD_REQUEST", message, field or None)
+    def service_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return answer(request, exc.problem())
 
+    def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        response = answer(request, Problem(exc.status_code, code, str(exc.detail)))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
-def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return render(
-        request.url.path, 500, "internal_error", "INTERNAL_ERROR",
-        f"internal error: {type(exc).__name__}; see the server log",
-    )  # fmt: skip
+    def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"{field}: {first.get('msg', 'invalid')}" if field else "invalid request"
+        return answer(request, Problem(422, "invalid_input", message, field or None))
 
+    def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        message = f"internal error: {type(exc).__name__}; see the server log"
+        return answer(request, Problem(500, "internal_error", message))
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.model import LoadedModel
+from service.runtime.model import LoadedModel
 
 PREFIX = "mlkube_serve"
 UNMATCHED = "<unmatched>"

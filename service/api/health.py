@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.endpoints import Endpoints
 from service.errors import json_response
 
 api = Endpoints(tags=["health"])
@@ -42,8 +42,8 @@ async def ready(request: Request) -> Response:
 
 
 def readiness(request: Request) -> Response:
-    dataplane = plane(request)
-    model = dataplane.store.current
+    state = plane(request).readiness()
+    model = state.model
     if model is not None:
         body: dict[str, Any] = {
             "status": "ready",
@@ -54,9 +54,9 @@ def readiness(request: Request) -> Response:
     return json_response(
         {
             "status": "loading",
-            "model": dataplane.settings.model_uri_description,
-            "attempts": dataplane.store.attempts,
-            "last_error": dataplane.store.last_error,
+            "model": state.target,
+            "attempts": state.attempts,
+            "last_error": state.last_error,
         },
         503,
     )

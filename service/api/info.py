@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.endpoints import Endpoints
 from service.errors import json_response
 
 api = Endpoints(tags=["info"])
@@ -42,7 +42,7 @@ _MODEL_EXAMPLE = {
                503: {"description": "no model loaded yet"}},
 )  # fmt: skip
 async def model_info(request: Request) -> Response:
-    model = plane(request).model()
+    model = plane(request).model_info()
     i = model.info
     body: dict[str, Any] = {
         "name": i.name,
@@ -64,5 +64,4 @@ async def model_info(request: Request) -> Response:
 
 @api.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    registry = plane(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(plane(request).metrics_text(), media_type=CONTENT_TYPE_LATEST)

@@ -5,8 +5,9 @@ Requests the fast path understands completely (JSON ``dataframe_split``, ``dataf
 ``instances``/``inputs`` as records or columns, every value a finite number, exactly the model's
 columns) are predicted through the data plane and serialized the way MLflow does
 (``json.dumps({"predictions": ...})``). Everything else (CSV, parquet, ``params``, ``index``,
-extra or missing columns, strings, NaN, malformed JSON...) runs MLflow's own scoring function on
-the loaded pyfunc model, so status codes, error codes and messages are MLflow's, byte for byte.
+extra or missing columns, strings, NaN, malformed JSON...) the data plane ``invoke``s: MLflow's
+own scoring function on the loaded pyfunc model (``service.runtime.scoring``), so status codes,
+error codes and messages are MLflow's, byte for byte.
 The only differences: where MLflow would answer 500 because of the request (a missing
 Content-Type, an exception its parser does not catch) this server answers 415 or 400, and the
 body and row limits answer 413 for every request shape.
@@ -14,10 +15,7 @@ body and row limits answer 413 for every request shape.
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
-import logging
 from importlib.metadata import version
 from importlib.util import find_spec
 from typing import Annotated, Any
@@ -28,20 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.endpoints import Endpoints
 from service.api.health import readiness
-from service.dataplane import DataPlane, content_type, plane
-from service.endpoints import Endpoints
-from service.errors import InvalidInput, UnsupportedMediaType
-from service.model import LoadedModel
-from service.schema import FeatureSchema, check_row_count
+from service.dataplane import content_type, plane
+from service.errors import InvalidInput, Problem, UnsupportedMediaType
+from service.runtime.schema import FeatureSchema, check_row_count
+from service.runtime.scoring import CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET
 
-log = logging.getLogger(__name__)
-
-CONTENT_TYPE_JSON = "application/json"
-CONTENT_TYPE_CSV = "text/csv"
-CONTENT_TYPE_PARQUET = "application/vnd.apache.parquet"
-# As MLflow lists them in its 415 message.
-CONTENT_TYPES = [CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET]
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
@@ -49,6 +40,33 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 # there the route answers 415 saying so, and the API page does not list it.
 PARQUET = find_spec("pyarrow") is not None
 
+# MLflow's error code for each of mlkube's, as `mlflow models serve` names them.
+ERROR_CODES = {
+    "malformed_body": "BAD_REQUEST",
+    "invalid_input": "BAD_REQUEST",
+    "payload_too_large": "REQUEST_LIMIT_EXCEEDED",
+    "unsupported_media_type": "BAD_REQUEST",
+    "model_not_found": "RESOURCE_DOES_NOT_EXIST",
+    "model_not_loaded": "TEMPORARILY_UNAVAILABLE",
+    "not_supported_by_model": "NOT_IMPLEMENTED",
+    "internal_error": "INTERNAL_ERROR",
+    "not_found": "ENDPOINT_NOT_FOUND",
+    "method_not_allowed": "BAD_REQUEST",
+    "http_error": "BAD_REQUEST",
+}
+
+
+def error_body(problem: Problem) -> dict[str, Any]:
+    """MLflow's error shape, as ``mlflow models serve`` answers: ``{"error_code": <MLflow's
+    code>, "message": ...}``."""
+    code = ERROR_CODES.get(problem.code)
+    if code is None:
+        code = "INTERNAL_ERROR" if problem.status_code >= 500 else "BAD_REQUEST"
+    return {"error_code": code, "message": problem.message}
+
+
+# /invocations answers errors in MLflow's shape; /ping, /health and /version (whose only errors
+# are 405s) in mlkube's.
 api = Endpoints(tags=["mlflow"])
 
 # -- what the route accepts (the API page's schema; the parsing is below and in MLflow) --------
@@ -112,6 +130,7 @@ _OTHER_BODIES = {
         "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
         "data": [[5.1, 3.5, 1.4, 0.2]]}},
     other_bodies=_OTHER_BODIES,
+    errors=error_body,
     responses={
         200: {"content": {CONTENT_TYPE_JSON: {"example": {"predictions": ["setosa"]}}}},
         400: {"description": 'MLflow\'s error: {"error_code": ..., "message": ...}'},
@@ -122,32 +141,20 @@ _OTHER_BODIES = {
 )  # fmt: skip
 async def invocations(request: Request) -> Response:
     dataplane = plane(request)
-    model = dataplane.model()
-    settings = dataplane.settings
+    model = dataplane.model_info()
     body = await dataplane.body(request)
     media = content_type(request)
-    X = fast_features(body, media, model.schema, settings.max_rows)
+    X = fast_features(body, media, model.schema, dataplane.max_rows)
     if X is not None:
-        result = await dataplane.predict(model, X, False)
+        result = await dataplane.infer(model, X, False)
         return Response(result.model.predictions_json(result.labels), media_type=CONTENT_TYPE_JSON)
     if not PARQUET and _mime(media) == CONTENT_TYPE_PARQUET:
         raise UnsupportedMediaType(
             "parquet needs pyarrow, which this server's image does not ship: send JSON or CSV"
         )
-    check_request_rows(body, media, settings.max_rows)
-    status, content, media_type = await asyncio.to_thread(mlflow_invocations, body, media, model)
-    if status == 200:
-        _count(dataplane, model.info.version, content)
-    return Response(content, status_code=status, media_type=media_type)
-
-
-def _count(dataplane: DataPlane, version: str, content: str | bytes) -> None:
-    try:
-        predictions = orjson.loads(content).get("predictions")
-    except (orjson.JSONDecodeError, AttributeError):
-        return
-    if isinstance(predictions, list) and predictions and not isinstance(predictions[0], dict):
-        dataplane.metrics.count_predictions(version, np.asarray(predictions, dtype=object))
+    check_request_rows(body, media, dataplane.max_rows)
+    answer = await dataplane.invoke(model, body, media)
+    return Response(answer.content, status_code=answer.status, media_type=answer.media_type)
 
 
 @api.get("/ping", summary="MLflow's health check: 200 once the model is loaded", probe=True)
@@ -291,36 +298,3 @@ def _split(value: Any, schema: FeatureSchema, max_rows: int) -> np.ndarray[Any, 
 
 def _as_fast(features: Any) -> np.ndarray[Any, Any] | None:
     return features if isinstance(features, np.ndarray) else None
-
-
-def mlflow_invocations(
-    body: bytes, content_type: str | None, model: LoadedModel
-) -> tuple[int, str | bytes, str]:
-    """MLflow's own ``/invocations`` logic on the loaded model: (status, body, media type).
-    Runs in a worker thread (pandas parsing and schema enforcement are slow)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc import scoring_server as _scoring_server
-
-    scoring_server: Any = _scoring_server  # untyped module
-
-    if content_type is None:  # MLflow crashes (500) on this; answer its own 415
-        return (
-            415,
-            "This predictor only supports the following content types: "
-            f"Types: {CONTENT_TYPES}. Got 'None'.",
-            "text/plain",
-        )
-    try:
-        result = scoring_server.invocations(body, content_type, model.pyfunc, model.input_schema)
-    except MlflowException as exc:
-        error: Any = exc
-        return error.get_http_status_code(), error.serialize_as_json(), CONTENT_TYPE_JSON
-    except Exception as exc:  # MLflow would answer 500; it is the request's fault
-        log.info("invocations: MLflow's parser failed on the request: %r", exc)
-        message = f"Invalid request: {type(exc).__name__}: {exc}"
-        return (
-            400,
-            json.dumps({"error_code": "BAD_REQUEST", "message": message}),
-            "application/json",
-        )
-    return result.status, result.response, result.mimetype

@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.endpoints import Endpoints
-from service.errors import InvalidInput, NotSupportedByModel
-from service.model import Prediction
+from service.errors import InvalidInput, NotSupportedByModel, mlkube_error
+from service.runtime.model import Prediction
 
-api = Endpoints(tags=["predict"])
+# mlkube's own error shape: {"error": <code>, "message": ..., "field": ...}
+api = Endpoints(tags=["predict"], errors=mlkube_error)
 
 Value = float | int | str | bool
 Row = Annotated[list[Value], Field(min_length=1, description="values in the model's signature "
@@ -67,7 +68,7 @@ _ERROR = {"content": {"application/json": {"example": {
 )
 async def predict(request: Request) -> Response:
     dataplane = plane(request)
-    model = dataplane.model()
+    model = dataplane.model_info()
     payload = await dataplane.json_body(request)
     if model.schema is None:
         raise NotSupportedByModel(
@@ -83,8 +84,8 @@ async def predict(request: Request) -> Response:
         instances = payload["instances"]
     else:
         instances = payload
-    features = model.schema.rows(instances, where="instances", max_rows=dataplane.settings.max_rows)
-    result = await dataplane.predict(model, features, model.has_proba)
+    features = model.schema.rows(instances, where="instances", max_rows=dataplane.max_rows)
+    result = await dataplane.infer(model, features, model.has_proba)
     return Response(orjson.dumps(answer(result)), media_type="application/json")
 
 

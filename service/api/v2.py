@@ -21,13 +21,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import service
+from service.api.endpoints import Endpoints
 from service.dataplane import plane
-from service.endpoints import Endpoints
-from service.errors import InvalidInput, NotSupportedByModel, json_response
-from service.model import Array, LoadedModel
-from service.schema import V2_DATATYPES, Features, FeatureSchema, check_row_count
+from service.errors import InvalidInput, NotSupportedByModel, Problem, json_response
+from service.runtime.model import Array, LoadedModel
+from service.runtime.schema import V2_DATATYPES, Features, FeatureSchema, check_row_count
 
-api = Endpoints(tags=["v2 (Open Inference Protocol)"])
+PREFIX = "/v2"
+
+
+def error_body(problem: Problem) -> dict[str, Any]:
+    """The protocol's error shape: ``{"error": <message>}``."""
+    return {"error": problem.message}
+
+
+# Every /v2 route answers errors in the protocol's shape; so does a /v2 path no route matches
+# (service.api.UNROUTED_ERRORS).
+api = Endpoints(tags=["v2 (Open Inference Protocol)"], errors=error_body)
 
 # -- what the infer routes accept (the API page's schema; the parsing is below) ----------------
 
@@ -96,7 +106,7 @@ async def server_live(_request: Request) -> Response:
 @api.get("/v2/health/ready", summary="Server readiness: 503 until the model is loaded",
          probe=True, responses={503: {"description": "the model is not loaded yet"}})  # fmt: skip
 async def server_ready(request: Request) -> Response:
-    ready = plane(request).store.current is not None
+    ready = plane(request).ready()
     return json_response({"ready": ready}, 200 if ready else 503)
 
 
@@ -105,7 +115,7 @@ async def server_ready(request: Request) -> Response:
          responses=_METADATA_RESPONSES)  # fmt: skip
 async def metadata(request: Request) -> Response:
     params = request.path_params
-    model = plane(request).served(params["name"], params.get("version"))
+    model = plane(request).model_info(params["name"], params.get("version"))
     return json_response(model_metadata(model, model.schema))
 
 
@@ -113,14 +123,9 @@ async def metadata(request: Request) -> Response:
 @api.get("/v2/models/{name}/versions/{version}/ready", summary="Model readiness (one version)",
          responses=_READY_RESPONSES)  # fmt: skip
 async def ready(request: Request) -> Response:
-    dataplane = plane(request)
     name, version = request.path_params["name"], request.path_params.get("version")
-    dataplane.check_name(name)
-    model = dataplane.store.current
-    if model is None:
-        return json_response({"name": name, "ready": False}, 503)
-    dataplane.check_version(model, name, version)
-    return json_response({"name": name, "ready": True}, 200)
+    ready = plane(request).model_ready(name, version)
+    return json_response({"name": name, "ready": ready}, 200 if ready else 503)
 
 
 @api.post("/v2/models/{name}/infer", summary="Inference", body=InferenceRequest,
@@ -129,12 +134,12 @@ async def ready(request: Request) -> Response:
           body=InferenceRequest, example=_INFER_EXAMPLE, responses=_INFER_RESPONSES)  # fmt: skip
 async def infer(request: Request) -> Response:
     dataplane = plane(request)
-    model = dataplane.served(request.path_params["name"], request.path_params.get("version"))
+    model = dataplane.model_info(request.path_params["name"], request.path_params.get("version"))
     payload = await dataplane.json_body(request)
     if model.schema is None:
         raise NotSupportedByModel("this model has no column signature: use /invocations")
-    parsed = parse_infer_request(payload, model, model.schema, dataplane.settings.max_rows)
-    result = await dataplane.predict(model, parsed.features, PREDICT_PROBA in parsed.outputs)
+    parsed = parse_infer_request(payload, model, model.schema, dataplane.max_rows)
+    result = await dataplane.infer(model, parsed.features, PREDICT_PROBA in parsed.outputs)
     body = infer_response(parsed, result.model, result.labels, result.proba)
     return Response(orjson.dumps(body), media_type="application/json")
 

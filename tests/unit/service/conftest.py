@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.model import LoadedModel, ModelInfo
+from service.runtime.model import LoadedModel, ModelInfo
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from mlkube.mlflow_server import free_port
 from service.app import create_app
-from service.model import LoadedModel
+from service.runtime.model import LoadedModel
 from service.settings import Settings
 
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -145,6 +145,15 @@ def test_metrics_count_by_route_template(loaded: TestClient) -> None:
     assert 'mlkube_serve_predictions_total{label="setosa",version="1"} 3.0' in text
     assert "mlkube_serve_batch_rows_bucket" in text
     assert "_created" not in text
+
+
+def test_invocations_slow_path_is_counted(loaded: TestClient) -> None:
+    """CSV goes to MLflow's own scoring: its prediction is counted as the fast path's is."""
+    csv = "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n5.0,3.4,1.5,0.2\n"
+    answer = loaded.post("/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert answer.text == '{"predictions": ["setosa", "setosa"]}'
+    text = loaded.get("/metrics").text
+    assert 'mlkube_serve_predictions_total{label="setosa",version="1"} 2.0' in text
 
 
 def test_probes_are_counted_apart_from_requests(client: TestClient) -> None:

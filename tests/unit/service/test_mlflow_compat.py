@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-from service.api.mlflow import (
-    fast_features,
-    is_plain_json,
-    mlflow_invocations,
-)
+from service.api.mlflow import fast_features, is_plain_json
 from service.errors import PayloadTooLarge
-from service.model import LoadedModel
+from service.runtime.model import LoadedModel
+from service.runtime.scoring import invoke
 from tests.unit.service.conftest import FEATURES
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
@@ -58,8 +55,9 @@ DECLINED = {
 
 
 def mlflow_answer(body: bytes, content_type: str, model: LoadedModel) -> tuple[int, str]:
-    status, content, _ = mlflow_invocations(body, content_type, model)
-    return status, content.decode() if isinstance(content, bytes) else content
+    answer = invoke(body, content_type, model)
+    content = answer.content
+    return answer.status, content.decode() if isinstance(content, bytes) else content
 
 
 @pytest.mark.parametrize("name", ACCEPTED)

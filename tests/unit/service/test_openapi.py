@@ -1,8 +1,8 @@
 """The API page describes what each route accepts: a body the route answers 200 is valid under
 the published schema, and a body the schema rejects is answered with a 4xx, never a 200.
 
-The parsers are hand-written for speed (see ``service.endpoints``); these pairs keep them and the
-declared request models from drifting apart."""
+The parsers are hand-written for speed (see ``service.api.endpoints``); these pairs keep them and
+the declared request models from drifting apart."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 from mlkube.mlflow_server import free_port
 from service.app import create_app
-from service.model import LoadedModel
+from service.runtime.model import LoadedModel
 from service.settings import Settings
 from tests.unit.service.conftest import FEATURES
 

@@ -9,7 +9,7 @@ import pytest
 
 from service.api.v2 import infer_response, model_metadata, parse_infer_request
 from service.errors import InvalidInput, PayloadTooLarge
-from service.model import LoadedModel
+from service.runtime.model import LoadedModel
 from tests.unit.service.conftest import FEATURES
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]

@@ -1,8 +1,9 @@
 """One declaration per route: the plain Starlette route that serves it and its OpenAPI operation.
 
-A dialect module declares its routes on an ``Endpoints`` list, much as on a FastAPI router::
+A dialect module declares its routes on an ``Endpoints`` list, much as on a FastAPI router, with
+its error shape (a route may declare another)::
 
-    api = Endpoints(tags=["predict"])
+    api = Endpoints(tags=["predict"], errors=mlkube_error)
 
     @api.post("/predict", summary="...", body=PredictRequest, responses={422: ...})
     async def predict(request: Request) -> Response: ...
@@ -28,6 +29,8 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from service.errors import ErrorBody, mlkube_error
+
 Handler = Callable[[Request], Awaitable[Response]]
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
@@ -47,6 +50,8 @@ class Endpoint:
     responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     # Health checks: counted apart from the request metrics (see service.metrics).
     probe: bool = False
+    # The JSON body of this route's errors: its dialect's shape (see service.errors).
+    errors: ErrorBody = mlkube_error
 
     @property
     def path_params(self) -> list[str]:
@@ -54,10 +59,12 @@ class Endpoint:
 
 
 class Endpoints:
-    """The routes of one dialect, in declaration order."""
+    """The routes of one dialect, in declaration order, each answering errors in ``errors``'s
+    shape unless it declares its own."""
 
-    def __init__(self, *, tags: list[str]) -> None:
+    def __init__(self, *, tags: list[str], errors: ErrorBody = mlkube_error) -> None:
         self.tags = tuple(tags)
+        self.errors = errors
         self.endpoints: list[Endpoint] = []
 
     def get(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
@@ -67,6 +74,8 @@ class Endpoints:
         return self.route("POST", path, **options)
 
     def route(self, method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        options.setdefault("errors", self.errors)
+
         def declare(handler: Handler) -> Handler:
             self.endpoints.append(Endpoint(method, path, handler, tags=self.tags, **options))
             return handler
@@ -79,11 +88,13 @@ class Endpoints:
 
 class EndpointRoute(Route):
     """A plain Starlette route that, like FastAPI's, records itself in the scope: the metrics
-    middleware labels requests with the matched route's template."""
+    middleware labels requests with the matched route's template, and the error handlers answer
+    in its dialect's shape."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint.path, endpoint.handler, methods=[endpoint.method])
         self.probe = endpoint.probe
+        self.error_body = endpoint.errors
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = super().matches(scope)

@@ -1,6 +1,6 @@
 """Never a different answer: a compiled form serves only if it gives scikit-learn's answers.
 
-At load the compiled form (:mod:`service.compiled`) and the model itself (scikit-learn, called as
+At load the compiled form (:mod:`.compiled`) and the model itself (scikit-learn, called as
 MLflow's pyfunc calls it) predict the same check rows:
 
 - the holdout rows the training job stored with the version (:mod:`mlkube.core.check_rows`);
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlkube.core.check_rows import read_check_metadata
-from service.compiled import Array, Compiled
+from service.runtime.compiled import Array, Compiled
 
 TOLERANCE = 1e-12
 UNIFORM_ROWS = 2000

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from service.errors import InvalidInput, PayloadTooLarge
-from service.schema import Column, FeatureSchema
+from service.runtime.schema import Column, FeatureSchema
 
 IRIS = FeatureSchema.of(
     ("sepal_length", "double"), ("sepal_width", "double"),

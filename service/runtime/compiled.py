@@ -18,7 +18,7 @@ validates requests itself, so it runs a compiled form instead:
   clipping) and ``MaxAbsScaler`` as numpy, the same element-wise operations.
 
 Only these exact types are recognized; :func:`compile_model` says why anything else is not.
-A compiled form is served only after :mod:`service.check` has found it to give scikit-learn's
+A compiled form is served only after :mod:`.check` has found it to give scikit-learn's
 answers on the holdout and on generated rows, boundaries included.
 """
 

@@ -20,7 +20,7 @@ from mlkube.core.backoff import Backoff
 from mlkube.core.registry import Registry, RegistryError, short
 from mlkube.core.tracking import check_health, is_http
 from service.errors import ModelNotLoaded
-from service.model import LoadedModel, ModelInfo
+from service.runtime.model import LoadedModel, ModelInfo
 from service.settings import Settings
 
 if TYPE_CHECKING:  # MLflow is imported when a model is loaded, not at import

@@ -8,8 +8,8 @@ import pytest
 
 from mlkube.mlflow_server import free_port
 from service.errors import ModelNotLoaded
-from service.model import LoadedModel
-from service.registry import LOAD_BACKOFF, ModelStore, keep_loaded
+from service.loader import LOAD_BACKOFF, ModelStore, keep_loaded
+from service.runtime.model import LoadedModel
 from service.settings import Settings
 
 MAX_RETRY_SECONDS = LOAD_BACKOFF.cap

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.model import Array, LoadedModel, Prediction
-from service.schema import Features
+from service.runtime.model import Array, LoadedModel, Prediction
+from service.runtime.schema import Features
 
 log = logging.getLogger(__name__)
 

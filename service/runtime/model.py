@@ -1,12 +1,12 @@
 """A loaded model version and the fastest correct way to call it.
 
 MLflow's pyfunc ``predict`` enforces the signature with pandas on every call (milliseconds). The
-service validates requests itself (:mod:`service.schema`), so for scikit-learn models whose
+service validates requests itself (:mod:`.schema`), so for scikit-learn models whose
 columns are all float64 it skips that, fastest first:
 
-1. a compiled form (:mod:`service.compiled`): ``numpy-linear`` for logistic regressions,
+1. a compiled form (:mod:`.compiled`): ``numpy-linear`` for logistic regressions,
    ``treelite`` for random forests, extra trees and gradient boosting (histogram or not), behind
-   the pipeline's scalers; served only once :mod:`service.check` found it to give
+   the pipeline's scalers; served only once :mod:`.check` found it to give
    scikit-learn's labels and probabilities on the holdout and generated rows;
 2. ``sklearn-numpy``: the estimator itself on a numpy matrix. That copy has its recorded feature
    names removed (shallow copies: the fitted arrays are shared), because names and order were
@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.check import check_rows, compare
-from service.compiled import compile_model
 from service.errors import InvalidInput
-from service.schema import Features, FeatureSchema
+from service.runtime.check import check_rows, compare
+from service.runtime.compiled import compile_model
+from service.runtime.schema import Features, FeatureSchema
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _fast_estimator(
     raw: Any, schema: FeatureSchema, pyfunc: Any, has_proba: bool, metadata: Any = None
 ) -> tuple[Any, str | None, str]:
     """The fastest numpy-callable form of ``raw`` that gives pyfunc's labels (exactly) and the
-    estimator's probabilities (to :data:`service.check.TOLERANCE`), its kind, and why; (None,
+    estimator's probabilities (to :data:`.check.TOLERANCE`), its kind, and why; (None,
     None, why) when no form does, or the estimator was fitted on other columns or in another
     order."""
     fitted = getattr(raw, "feature_names_in_", None)

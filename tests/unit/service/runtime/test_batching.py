@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher, Predictor, _Job, predict_batch
 from service.errors import InvalidInput
-from service.model import LoadedModel, Prediction
+from service.runtime.batching import MicroBatcher, Predictor, _Job, predict_batch
+from service.runtime.model import LoadedModel, Prediction
 
 RNG = np.random.default_rng(7)
 

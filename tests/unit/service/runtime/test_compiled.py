@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from mlkube.core.check_rows import check_metadata, read_check_metadata
-from service.compiled import TreePipeline, compile_model
-from service.model import LoadedModel
+from service.runtime.compiled import TreePipeline, compile_model
+from service.runtime.model import LoadedModel
 from tests.unit.service.conftest import FEATURES, load_saved
 
 

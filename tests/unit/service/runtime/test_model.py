@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from service.errors import InvalidInput
-from service.model import LoadedModel, _without_feature_names
+from service.runtime.model import LoadedModel, _without_feature_names
 from tests.unit.service.conftest import FEATURES, load_saved, save_iris
 
 SAMPLE = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
