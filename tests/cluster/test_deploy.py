@@ -339,7 +339,7 @@ def interfere_once_pinned(deployed: Deployed, version: str, n: int) -> float:
 
 
 # At most: the roll, a first sighting of a load error, the verdict, and two per new pod template
-# from someone else (the bound in tests/unit/rollout/test_plan.py, for the helm upgrade).
+# from someone else (tests/unit/rollout/test_interference.py's bound, for the helm upgrade).
 MAX_OPERATOR_WRITES = 5
 
 
