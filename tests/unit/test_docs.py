@@ -136,3 +136,28 @@ def test_a_dead_link_or_heading_is_caught(tmp_path: Path) -> None:
         "#nope",
         "old/place.md",
     ]
+
+
+def layout_paths() -> list[str]:
+    """The paths the README's "Repository layout" block names, one per line."""
+    section = README.split("## Repository layout", 1)[1]
+    block = re.search(r"```\n(.*?)```", section, re.S)
+    assert block is not None, "the README's layout has no code block"
+    return [line.split()[0] for line in block.group(1).splitlines() if line and line[0] != " "]
+
+
+def test_the_readme_layout_matches_the_tree() -> None:
+    """Every path the layout names exists, and every top-level folder of ours is named."""
+    named = layout_paths()
+    missing = [path for path in named if not (REPO / path).exists()]
+    assert not missing, f"the README's layout names paths that do not exist: {missing}"
+    folders = {
+        entry.name + "/"
+        for entry in REPO.iterdir()
+        if entry.is_dir()
+        and not entry.name.startswith(".")
+        and entry.name not in NOT_OURS
+        and not entry.name.endswith(".egg-info")
+    }
+    tops = {path.split("/", 1)[0] + "/" for path in named}
+    assert folders <= tops, f"the README's layout leaves out {sorted(folders - tops)}"
