@@ -227,14 +227,26 @@ def test_a_pod_in_the_cluster_predicts_through_the_service(deployed: Deployed) -
         " headers={'Content-Type': 'application/json'})\n"
         "print(u.urlopen(r, timeout=30).read().decode())\n"
     )
-    run = kubectl(
-        "run", pod, "-n", deployed.namespace, "--restart=Never", "--rm", "-i", "--quiet",
+    # Not `kubectl run -i --rm`: its attach can miss the output of a pod that ends quickly.
+    ns = deployed.namespace
+    kubectl(
+        "run", pod, "-n", ns, "--restart=Never",
         f"--image={deployed.image('serving')}", "--image-pull-policy=Never",
         "--labels=app.kubernetes.io/name=test-client",
         "--command", "--", "python", "-c", code,
-        timeout=180,
     )  # fmt: skip
-    assert len(json.loads(run.stdout)["predictions"]) == 2, run.stdout
+    try:
+
+        def ended() -> str | None:
+            phase = kubectl_json("get", "pod", pod, "-n", ns)["status"].get("phase")
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        phase = eventually(ended, CLUSTER_ROLLOUT_S, f"pod {pod} to end")
+        out = kubectl("logs", pod, "-n", ns).stdout
+    finally:
+        kubectl("delete", "pod", pod, "-n", ns, "--wait=false", check=False)
+    assert phase == "Succeeded", out
+    assert len(json.loads(out)["predictions"]) == 2, out
 
 
 def test_predict_through_a_port_forward_to_the_service(deployed: Deployed) -> None:
