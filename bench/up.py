@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlkube.mlflow_server import MlflowServer, free_port
+from mlkube.core.processes import free_port
+from mlkube.mlflow_server import MlflowServer
 
 
 def say(line: str) -> None:

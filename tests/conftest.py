@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.mlflow_server import MlflowServer, free_port
+from mlkube.core.processes import free_port
+from mlkube.mlflow_server import MlflowServer
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,5 +8,6 @@
 - :mod:`mlkube.core.deployment`: pure readers of a serving Deployment (the pinned version, the
   rollout's phase), used alike by the operator, the deploy driver and the end-to-end test;
 - :mod:`mlkube.core.tracking`: waiting for the tracking server to answer;
-- :mod:`mlkube.core.console`: the progress output of `make up` and `make deploy`.
+- :mod:`mlkube.core.console`: the progress output of `make up` and `make deploy`;
+- :mod:`mlkube.core.processes`: a free port, stopping a child's whole process group.
 """

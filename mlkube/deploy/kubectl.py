@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlkube.core.processes import free_port
 from mlkube.deploy.shell import Commands, Process, Result
-from mlkube.mlflow_server import free_port
 
 # What kubectl port-forward prints once it listens: "Forwarding from 127.0.0.1:43123 -> 5000".
 LISTENING = "Forwarding from 127.0.0.1:"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mlkube.mlflow_server import stop_process_group
+from mlkube.core.processes import stop_process_group
 
 
 @dataclass(frozen=True)

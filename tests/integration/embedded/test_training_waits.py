@@ -7,8 +7,9 @@ import argparse
 
 import pytest
 
+from mlkube.core.processes import free_port
 from mlkube.embedded import finish_training, start_training
-from mlkube.mlflow_server import MlflowServer, free_port
+from mlkube.mlflow_server import MlflowServer
 from tests.timeouts import PROCESS_START_S
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mlkube.mlflow_server import stop_process_group
+from mlkube.core.processes import stop_process_group
 from tests.procs import group_members
 
 pytestmark = [pytest.mark.integration]
