@@ -1,11 +1,11 @@
-"""``python -m mlkube up``: see mlkube.embedded. Cluster commands: ``python -m mlkube.deploy``."""
+"""``python -m mlkube up``: see embedded.up. Cluster commands: ``python -m mlkube.deploy``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from mlkube import embedded
+from embedded import up as embedded
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from embedded.mlflow_server import MlflowServer
 from mlkube.core.processes import free_port
-from mlkube.mlflow_server import MlflowServer
 from tests.integration.service.conftest import ServiceProcess, train
 from tests.timeouts import HTTP_S, PROCESS_START_S, SLOW_TEST_S
 

@@ -20,11 +20,11 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from embedded.mlflow_server import MlflowServer
 from mlkube.core.backoff import Unreachable
 from mlkube.core.console import Console
 from mlkube.core.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from mlkube.core.processes import port_is_free, stop_process_group
-from mlkube.mlflow_server import MlflowServer
 
 EXAMPLE_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 

@@ -100,7 +100,7 @@ class MlflowServer:
         artifacts = (self.state_dir / "artifacts").resolve()
         if self.single_process and not self.job_runner_on():
             return [
-                sys.executable, "-m", "mlkube.mlflow_server",
+                sys.executable, "-m", "embedded.mlflow_server",
                 "--backend-store-uri", f"sqlite:///{db}",
                 "--artifacts-destination", str(artifacts),
                 "--host", self.host,
@@ -184,7 +184,7 @@ class MlflowServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m mlkube.mlflow_server", description=serve.__doc__)
+    p = argparse.ArgumentParser(prog="python -m embedded.mlflow_server", description=serve.__doc__)
     p.add_argument("--backend-store-uri", required=True)
     p.add_argument("--artifacts-destination", type=Path, required=True)
     p.add_argument("--host", default="127.0.0.1")
