@@ -118,7 +118,7 @@ clean: ## Remove the local state (.mlkube), caches and the venv
 
 ##@ Deployment (ENV=kind, the default: a local kind cluster; ENV=local: the host-process cluster of hack/cluster; ENV=eks: the current kube-context)
 
-DEPLOY = $(PY) -m mlkube.deploy
+DEPLOY = $(PY) -m deploy
 DEPLOY_ARGS = --env $(ENV) --cluster $(KIND_CLUSTER) --namespace $(NAMESPACE) --release $(RELEASE)
 # PLATFORM (e.g. linux/arm64 for Graviton nodes): build with buildx for it and push.
 IMAGE_ARGS = $(if $(IMG_TAG),--tag $(IMG_TAG)) $(if $(IMAGE_REGISTRY),--registry $(IMAGE_REGISTRY)) \

@@ -1,5 +1,5 @@
-"""The shared core, at the bottom of the house: what `jobs`, `service`, `rollout` and
-`mlkube.deploy` all use, written once. It imports none of them (a unit test checks).
+"""The shared core, at the bottom of the house: what `jobs`, `service`, `rollout`,
+`deploy` and `embedded` all use, written once. It imports none of them (a unit test checks).
 
 - :mod:`mlkube.core.names`: labels, annotations, tags, env var names (the contract with the chart);
 - :mod:`mlkube.core.backoff`: one backoff policy, which each caller configures;

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.deploy import cli
+from deploy import cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 COMPONENTS = {"jobs": "jobs", "service": "service", "rollout": "rollout",
-              "mlkube.deploy": "mlkube/deploy", "embedded": "embedded"}  # fmt: skip
+              "deploy": "deploy", "embedded": "embedded"}  # fmt: skip
 
 
 def imports(folder: Path) -> dict[str, set[str]]:

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from mlkube.deploy import e2e, replicas
-from mlkube.deploy.diagnostics import dump_diagnostics
-from mlkube.deploy.load import Load
-from mlkube.deploy.options import Options
-from mlkube.deploy.plans import plan_e2e
-from mlkube.deploy.runner import run_steps
-from mlkube.deploy.shell import StepFailed
+from deploy.e2e import replicas
+from deploy.e2e import steps as e2e
+from deploy.e2e.diagnostics import dump_diagnostics
+from deploy.e2e.load import Load
+from deploy.options import Options
+from deploy.plans import plan_e2e
+from deploy.runner import run_steps
+from deploy.shell import StepFailed
 from tests.unit.deploy.fakes import (
     INSTANCE,
     FakeCommands,

@@ -1,4 +1,4 @@
-"""``python -m mlkube.deploy <command>``: what ``make deploy``, ``make ui`` & co. run."""
+"""``python -m deploy <command>``: what ``make deploy``, ``make ui`` & co. run."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from mlkube.core.console import Console
-from mlkube.deploy import e2e
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.diagnostics import dump_diagnostics
-from mlkube.deploy.helm import Helm, PyHelm3
-from mlkube.deploy.options import (
+from deploy.context import Ctx
+from deploy.e2e import steps as e2e
+from deploy.e2e.diagnostics import dump_diagnostics
+from deploy.helm import Helm, PyHelm3
+from deploy.options import (
     DEFAULT_BASE_IMAGE,
     ENGINES,
     ENVS,
@@ -25,9 +24,10 @@ from mlkube.deploy.options import (
     Options,
     check_release_tag,
 )
-from mlkube.deploy.plans import PLANNERS
-from mlkube.deploy.runner import run_steps
-from mlkube.deploy.shell import Commands, SubprocessCommands
+from deploy.plans import PLANNERS
+from deploy.runner import run_steps
+from deploy.shell import Commands, SubprocessCommands
+from mlkube.core.console import Console
 
 TOOLS = ("docker", "podman", "kind", "kubectl", "helm", "pgrep")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -38,7 +38,7 @@ def default_repo() -> Path:
     cwd = Path.cwd()
     if (cwd / "charts" / "mlkube").is_dir():
         return cwd
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def find_tools(repo: Path, path: str | None = None) -> dict[str, str | None]:
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(
-        prog="python -m mlkube.deploy",
+        prog="python -m deploy",
         description="Deploy mlkube to kind or EKS and work with the deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

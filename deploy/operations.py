@@ -3,11 +3,11 @@ port-forward (``make ui``), and what is deployed and how it is doing (``make sta
 
 from __future__ import annotations
 
+from deploy import objects
+from deploy.context import Ctx
+from deploy.ingress import curl_example
+from deploy.shell import StepFailed
 from mlkube.core.deployment import describe_record, pinned_version
-from mlkube.deploy import objects
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.ingress import curl_example
-from mlkube.deploy.shell import StepFailed
 
 
 def summary(ctx: Ctx) -> None:

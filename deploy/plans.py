@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlkube.deploy import cluster, e2e, images, ingress, operations, platform, release, training
-from mlkube.deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, Options
-from mlkube.deploy.runner import Step
-from mlkube.deploy.tools import check_tools
+from deploy import cluster, images, ingress, operations, platform, release, training
+from deploy.e2e import steps as e2e
+from deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, Options
+from deploy.runner import Step
+from deploy.tools import check_tools
 
 KUBECTL = "kubectl --context {context} -n {ns}"
 LOOK_PODS = f"{KUBECTL} get pods -l app.kubernetes.io/instance={{release}}; {KUBECTL} get events"

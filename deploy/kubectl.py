@@ -1,6 +1,6 @@
 """kubectl on one kubeconfig and context, and nothing else (no deploy ``Ctx``): the deploy's
 steps (``ctx.kube``), the cluster tests and ``make bench-cluster`` share it. It runs through a
-:class:`~mlkube.deploy.shell.Commands`: the real one, or the unit tests' fake."""
+:class:`~deploy.shell.Commands`: the real one, or the unit tests' fake."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.shell import Commands, Process, Result
 from mlkube.core.processes import free_port
-from mlkube.deploy.shell import Commands, Process, Result
 
 # What kubectl port-forward prints once it listens: "Forwarding from 127.0.0.1:43123 -> 5000".
 LISTENING = "Forwarding from 127.0.0.1:"

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.ingress import our_provider_exists
-from mlkube.deploy.kubectl import cluster_answers
-from mlkube.deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, LOCAL_CONTEXT, LOCAL_KUBECONFIG
-from mlkube.deploy.shell import StepFailed
+from deploy.context import Ctx
+from deploy.ingress import our_provider_exists
+from deploy.kubectl import cluster_answers
+from deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, LOCAL_CONTEXT, LOCAL_KUBECONFIG
+from deploy.shell import StepFailed
 
 # A cold start of the local cluster builds its binaries from source first (about 40 minutes on
 # 2 cores); a warm one takes seconds.

@@ -75,7 +75,7 @@ class Options:
 
     @property
     def kind_config(self) -> Path:
-        return self.repo / "mlkube" / "deploy" / "kind-config.yaml"
+        return self.repo / "deploy" / "kind-config.yaml"
 
     @property
     def local_cluster_script(self) -> Path:

@@ -8,7 +8,7 @@ Against the running release, through its Ingress:
 4. while a small, bounded load runs through the Ingress, the operator rolls the pods to it;
 5. ``/model`` reports the new version on every replica, and no request failed.
 On failure it dumps ``kubectl get``/``describe`` of everything and every pod's logs (see
-:mod:`mlkube.deploy.diagnostics`); the steps are listed in :func:`mlkube.deploy.plans.plan_e2e`."""
+:mod:`deploy.e2e.diagnostics`); the steps are listed in :func:`deploy.plans.plan_e2e`."""
 
 from __future__ import annotations
 
@@ -16,20 +16,21 @@ import json
 import re
 import sys
 
-from mlkube.core.names import DEFAULT_MODEL_NAME
-from mlkube.deploy import objects, podload
-from mlkube.deploy.context import Ctx, wait_for
-from mlkube.deploy.ingress import SAMPLE_REQUEST, SAMPLE_ROWS, find_ingress_url, ingress_host_header
-from mlkube.deploy.load import Load
-from mlkube.deploy.replicas import (
+from deploy import objects
+from deploy.context import Ctx, wait_for
+from deploy.e2e import podload
+from deploy.e2e.load import Load
+from deploy.e2e.replicas import (
     get_json_http,
     model_version_of,
     port_forward,
     wait_http,
     wait_served,
 )
-from mlkube.deploy.shell import StepFailed
-from mlkube.deploy.state import Candidate
+from deploy.ingress import SAMPLE_REQUEST, SAMPLE_ROWS, find_ingress_url, ingress_host_header
+from deploy.shell import StepFailed
+from deploy.state import Candidate
+from mlkube.core.names import DEFAULT_MODEL_NAME
 
 TRAIN_LINE = re.compile(r"^run (?P<run>[0-9a-f]{8,}): (?P<model>\S+) v(?P<version>\d+)\b", re.M)
 MIN_REQUESTS = 10  # before and after the rollout, so the no-failure verdict means something

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from mlkube.deploy.context import TOOL_HINTS, Ctx
-from mlkube.deploy.shell import StepFailed
+from deploy.context import TOOL_HINTS, Ctx
+from deploy.shell import StepFailed
 
 # The oldest Helm with every flag we (and pyhelm3 under us) pass; the newest of them is
 # `uninstall --wait` (3.7). None is Helm-4-only, and pyhelm3 renames the ones Helm 4 changed.

@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from mlkube.deploy import objects
-from mlkube.deploy.context import Ctx, wait_for
-from mlkube.deploy.options import (
+from deploy import objects
+from deploy.context import Ctx, wait_for
+from deploy.options import (
     CLOUD_PROVIDER_KIND_CONTAINER,
     CLOUD_PROVIDER_KIND_IMAGE,
     EXCLUDE_LB_LABEL,
     INGRESS_CLASS_KIND,
 )
-from mlkube.deploy.shell import StepFailed
+from deploy.shell import StepFailed
 
 # Two Iris rows in MLflow's dataframe_split format, which /invocations accepts as
 # `mlflow models serve` does; the columns are the training job's feature names.

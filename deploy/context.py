@@ -1,10 +1,10 @@
 """The context every step acts through, and how it finds the tools it runs.
 
 Each step's action talks to the world only through the :class:`Ctx`: docker and kind through
-``ctx.cmds``, kubectl through ``ctx.kube`` (a :class:`~mlkube.deploy.kubectl.Kubectl` on
+``ctx.cmds``, kubectl through ``ctx.kube`` (a :class:`~deploy.kubectl.Kubectl` on
 ``ctx.cmds``), Helm through ``ctx.helm``, HTTP through ``ctx.http``, time through
 ``ctx.clock``/``ctx.sleep``; so unit tests run every step against fakes. What a step learns for
-the later ones goes into ``ctx.state`` (:mod:`mlkube.deploy.state`)."""
+the later ones goes into ``ctx.state`` (:mod:`deploy.state`)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from deploy.helm import Helm
+from deploy.kubectl import Kubectl
+from deploy.options import Options
+from deploy.shell import Commands, Result, StepFailed
+from deploy.state import State
 from mlkube.core.console import Console
-from mlkube.deploy.helm import Helm
-from mlkube.deploy.kubectl import Kubectl
-from mlkube.deploy.options import Options
-from mlkube.deploy.shell import Commands, Result, StepFailed
-from mlkube.deploy.state import State
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from mlkube.deploy.context import TOOL_HINTS, Ctx
-from mlkube.deploy.options import (
+from deploy.context import TOOL_HINTS, Ctx
+from deploy.options import (
     COMPONENTS,
     DEFAULT_BASE_IMAGE,
     ENGINES,
@@ -17,7 +17,7 @@ from mlkube.deploy.options import (
     Image,
     app_version,
 )
-from mlkube.deploy.shell import StepFailed
+from deploy.shell import StepFailed
 
 
 def base_tag(ctx: Ctx) -> str:

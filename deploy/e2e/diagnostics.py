@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.options import Options
-from mlkube.deploy.runner import Step
-from mlkube.deploy.shell import CommandError, StepFailed
+from deploy.context import Ctx
+from deploy.options import Options
+from deploy.runner import Step
+from deploy.shell import CommandError, StepFailed
 
 
 def diagnostics_commands(ctx: Ctx, pods: list[str]) -> list[tuple[str, list[str]]]:

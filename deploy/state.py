@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlkube.deploy.load import LoadReport
-from mlkube.deploy.options import Image
+from deploy.e2e.load import LoadReport
+from deploy.options import Image
 
 
 @dataclass

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mlkube.deploy import objects
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.helm import merge_values
-from mlkube.deploy.options import Image, load_values
-from mlkube.deploy.shell import StepFailed
-from mlkube.deploy.training import run_training
+from deploy import objects
+from deploy.context import Ctx
+from deploy.helm import merge_values
+from deploy.options import Image, load_values
+from deploy.shell import StepFailed
+from deploy.training import run_training
 
 # Where the chart takes each image from: <values key>.image.{repository,tag}.
 IMAGE_VALUES_KEY = {

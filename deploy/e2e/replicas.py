@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from deploy import objects
+from deploy.context import Ctx, wait_for
+from deploy.kubectl import Forward
+from deploy.shell import Process, StepFailed
 from mlkube.core.deployment import Phase, pinned_version, rollout_phase
-from mlkube.deploy import objects
-from mlkube.deploy.context import Ctx, wait_for
-from mlkube.deploy.kubectl import Forward
-from mlkube.deploy.shell import Process, StepFailed
 
 SERVING_PORT = 8080
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from mlkube.deploy import objects
-from mlkube.deploy.context import Ctx, wait_for
-from mlkube.deploy.ingress import SAMPLE_REQUEST
-from mlkube.deploy.kubectl import Kubectl
-from mlkube.deploy.load import LoadReport
-from mlkube.deploy.shell import StepFailed
+from deploy import objects
+from deploy.context import Ctx, wait_for
+from deploy.e2e.load import LoadReport
+from deploy.ingress import SAMPLE_REQUEST
+from deploy.kubectl import Kubectl
+from deploy.shell import StepFailed
 
 POD = "mlkube-e2e-load"
 STOP_FILE = "/tmp/stop"

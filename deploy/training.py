@@ -7,9 +7,9 @@ import json
 import time
 from typing import Any
 
-from mlkube.deploy import objects
-from mlkube.deploy.context import Ctx, wait_for
-from mlkube.deploy.shell import StepFailed
+from deploy import objects
+from deploy.context import Ctx, wait_for
+from deploy.shell import StepFailed
 
 # Read by the training job (jobs.settings.TrainSettings): `cron` on the CronJob, `manual` here.
 ENV_TRAIN_TRIGGER = "TRAIN_TRIGGER"

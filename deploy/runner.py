@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.helm import HelmError
-from mlkube.deploy.shell import CommandError, StepFailed
+from deploy.context import Ctx
+from deploy.helm import HelmError
+from deploy.shell import CommandError, StepFailed
 
 
 @dataclass(frozen=True)

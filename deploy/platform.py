@@ -10,9 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.helm import merge_values
-from mlkube.deploy.release import release_values
+from deploy.context import Ctx
+from deploy.helm import merge_values
+from deploy.release import release_values
 
 # The `kubernetes` Service's EndpointSlice: where the API server really listens. A NetworkPolicy
 # engine matches the address after the Service's translation, so the Service IP (e.g.

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from deploy.context import Ctx
+from deploy.shell import StepFailed
 from mlkube.core.names import LABEL_MODEL_NAME
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.shell import StepFailed
 
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
