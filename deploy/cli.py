@@ -1,4 +1,5 @@
-"""``python -m deploy <command>``: what ``make deploy``, ``make ui`` & co. run."""
+"""``mlkube <command>`` (or ``python -m deploy <command>``): what ``make deploy``, ``make ui`` & co.
+run."""
 
 from __future__ import annotations
 
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(
-        prog="python -m deploy",
+        prog="mlkube",
         description="Deploy mlkube to kind or EKS and work with the deployment.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -295,6 +295,15 @@ def wait_until_stopped(
             return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``mlkube up [flags]``: ``argv`` is the command line after ``mlkube``, ``up`` included."""
+    parser = argparse.ArgumentParser(prog="mlkube")
+    add_parser(parser.add_subparsers(required=True, metavar="COMMAND"))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    code: int = args.func(args)
+    return code
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="MLflow + one training run + the model server, on this machine")
     p.add_argument("--mlflow-port", type=int, default=5000)

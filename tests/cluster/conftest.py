@@ -1,6 +1,6 @@
 """The cluster layer: a real Kubernetes (hack/cluster: etcd, kube-apiserver, the controllers, a
 kubelet with containerd and runc, CoreDNS, kube-proxy, Traefik, local-path-provisioner) on this
-machine, and mlkube installed on it by `python -m deploy deploy --env local`, the code
+machine, and mlkube installed on it by `mlkube deploy --env local`, the code
 `make deploy ENV=local` runs.
 
 The package's first test starts the cluster when it is not running (building its binaries
@@ -122,7 +122,7 @@ def cluster(
 class Deployed:
     namespace: str
     release: str
-    log: str  # what `deploy deploy` printed
+    log: str  # what `mlkube deploy` printed
     serve_image: str  # the serving image the deploy imported into the node
 
     def deployment(self, component: str) -> dict[str, Any]:
@@ -147,7 +147,7 @@ TEST_VALUES = {"serving": {"progressDeadlineSeconds": 90}}
 
 @pytest.fixture(scope="package")
 def deployed(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    """mlkube on the local cluster, installed by `python -m deploy deploy --env local`
+    """mlkube on the local cluster, installed by `mlkube deploy --env local`
     (images built and imported, the chart installed, MLflow and every Deployment waited for,
     the first training run by the chart's hook)."""
     work = tmp_path_factory.mktemp("deploy")
@@ -158,7 +158,7 @@ def deployed(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         [
             sys.executable,
             "-m",
-            "deploy",
+            "mlkube",
             "deploy",
             "--env",
             "local",

@@ -1,4 +1,4 @@
-"""mlkube on a real Kubernetes: installed by `python -m deploy deploy --env local` (the code
+"""mlkube on a real Kubernetes: installed by `mlkube deploy --env local` (the code
 `make deploy` runs), then checked as a user would: the first training, a Job from the CronJob,
 predictions through the Service, a port-forward and the Ingress, the MLflow UI, the end-to-end
 check of `make e2e` (a rollout under load), a rolled-back broken version, `helm upgrade` and
@@ -47,7 +47,7 @@ MODEL = "iris-classifier"
 
 def deploy_cli(deployed: Deployed, command: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "deploy", command, "--env", "local",
+        sys.executable, "-m", "mlkube", command, "--env", "local",
         "--namespace", deployed.namespace, "--release", deployed.release, *extra,
     ]  # fmt: skip
 
