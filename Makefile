@@ -28,6 +28,8 @@ PYTEST_ARGS ?=
 FLAKY_COUNT ?= 3
 
 PY := $(VENV)/bin/python
+# The one command for what a person runs (mlkube/__main__.py): up, train and the deploy driver's.
+MLKUBE := $(VENV)/bin/mlkube
 # Tool versions (uv for the venv and the images, helm, kubectl, linters): tools.versions.
 include tools.versions
 BIN := $(CURDIR)/bin
@@ -44,7 +46,7 @@ help: ## Show this help
 
 .PHONY: up
 up: venv ## Run MLflow, one training run and the model server on this machine (Ctrl-C stops all)
-	$(PY) -m mlkube up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT) --state-dir $(STATE_DIR) \
+	$(MLKUBE) up --mlflow-port $(MLFLOW_PORT) --serve-port $(SERVE_PORT) --state-dir $(STATE_DIR) \
 		--timeout $(UP_TIMEOUT)
 
 .PHONY: test
@@ -59,10 +61,10 @@ test-suite: venv tools ## Every test layer without lint (CI's test jobs: lint ru
 .PHONY: train
 train: venv ## Run one training run: on the cluster when ENV is set to a cluster, else against the local MLflow
 ifeq ($(origin ENV),command line)
-	$(DEPLOY) train $(DEPLOY_ARGS)
+	$(MLKUBE) train $(DEPLOY_ARGS)
 else
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
-		TRAIN_CONNECT_TIMEOUT=$${TRAIN_CONNECT_TIMEOUT:-10} $(PY) -m jobs.train --trigger manual
+		TRAIN_CONNECT_TIMEOUT=$${TRAIN_CONNECT_TIMEOUT:-10} $(MLKUBE) train --trigger manual
 endif
 
 # The unit layer needs none of these plugins, whose imports (hypothesis above all) cost seconds.
@@ -121,7 +123,6 @@ clean: ## Remove the local state (.mlkube), caches and the venv
 
 ##@ Deployment (ENV=kind, the default: a local kind cluster; ENV=local: the host-process cluster of hack/cluster; ENV=eks: the current kube-context)
 
-DEPLOY = $(PY) -m mlkube.deploy
 DEPLOY_ARGS = --env $(ENV) --cluster $(KIND_CLUSTER) --namespace $(NAMESPACE) --release $(RELEASE)
 # PLATFORM (e.g. linux/arm64 for Graviton nodes): build with buildx for it and push.
 IMAGE_ARGS = $(if $(IMG_TAG),--tag $(IMG_TAG)) $(if $(IMAGE_REGISTRY),--registry $(IMAGE_REGISTRY)) \
@@ -130,31 +131,31 @@ IMAGE_ARGS = $(if $(IMG_TAG),--tag $(IMG_TAG)) $(if $(IMAGE_REGISTRY),--registry
 
 .PHONY: deploy
 deploy: venv ## Cluster, images, Helm release, first training (ENV=eks: IMAGE_REGISTRY=..., VALUES=file)
-	$(DEPLOY) deploy $(DEPLOY_ARGS) $(IMAGE_ARGS) $(if $(VALUES),--values $(VALUES))
+	$(MLKUBE) deploy $(DEPLOY_ARGS) $(IMAGE_ARGS) $(if $(VALUES),--values $(VALUES))
 
 .PHONY: images
 images: venv ## Build the mlkube-{mlflow,train,serve,rollout} images with Docker or Podman, print their sizes
-	$(DEPLOY) images $(DEPLOY_ARGS) $(IMAGE_ARGS)
+	$(MLKUBE) images $(DEPLOY_ARGS) $(IMAGE_ARGS)
 
 .PHONY: ui
 ui: venv ## Port-forward to the MLflow UI on http://127.0.0.1:MLFLOW_PORT (5000)
-	$(DEPLOY) ui $(DEPLOY_ARGS) --port $(MLFLOW_PORT)
+	$(MLKUBE) ui $(DEPLOY_ARGS) --port $(MLFLOW_PORT)
 
 .PHONY: predict
 predict: venv ## Send a prediction through the Ingress and show the answer
-	$(DEPLOY) predict $(DEPLOY_ARGS)
+	$(MLKUBE) predict $(DEPLOY_ARGS)
 
 .PHONY: status
 status: venv ## Show the release, its pods, the served model version and the Ingress address
-	$(DEPLOY) status $(DEPLOY_ARGS)
+	$(MLKUBE) status $(DEPLOY_ARGS)
 
 .PHONY: e2e
 e2e: venv ## End-to-end test of the deployment: predict, promote, rollout under load (after make deploy)
-	$(DEPLOY) e2e $(DEPLOY_ARGS)
+	$(MLKUBE) e2e $(DEPLOY_ARGS)
 
 .PHONY: destroy
 destroy: venv ## Delete the kind cluster (ENV=local: stop the local cluster; ENV=eks: helm uninstall, needs YES=1)
-	$(DEPLOY) destroy $(DEPLOY_ARGS) $(if $(YES),--yes)
+	$(MLKUBE) destroy $(DEPLOY_ARGS) $(if $(YES),--yes)
 
 ##@ Dependencies
 

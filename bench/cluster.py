@@ -5,7 +5,7 @@ behaves, measured on this machine (figures, not pass/fail: the tests of `make te
 
 In order: the cluster's binaries (`hack/cluster/build.sh`: cold when its cache is empty, else a
 cache check), a start of the cluster (`cluster.py up`, warm: what a second `make test` pays),
-`python -m mlkube.deploy deploy --env local`, then `... e2e --env local`, whose rollout runs under
+`mlkube deploy --env local`, then `... e2e --env local`, whose rollout runs under
 two bounded loads (through the Ingress and from a pod to the Service): its time from the
 promotion to every replica on the new version (the operator hears of it by MLflow's webhook) and
 the failed requests. Then the webhook is removed and the alias moved back, so that only the
@@ -22,10 +22,10 @@ import time
 from datetime import date
 from pathlib import Path
 
+from deploy.kubectl import Kubectl, cluster_answers
+from deploy.options import LOCAL_KUBECONFIG
+from deploy.shell import SubprocessCommands
 from mlkube.core.deployment import Phase, pinned_version, rollout_phase
-from mlkube.deploy.kubectl import Kubectl, cluster_answers
-from mlkube.deploy.options import LOCAL_KUBECONFIG
-from mlkube.deploy.shell import SubprocessCommands
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = [sys.executable, str(REPO / "hack" / "cluster" / "cluster.py")]
@@ -101,7 +101,7 @@ def main() -> int:
     took, _ = timed("cluster start", [*CLUSTER, "up", "--no-images"], WORK / "up.log")
     rows.append(("cluster start, warm (`cluster.py up`)", f"{took:.1f} s"))
     try:
-        deploy = [sys.executable, "-m", "mlkube.deploy"]
+        deploy = [sys.executable, "-m", "mlkube"]
         target = ["--env", "local", "--namespace", NAMESPACE, "--release", RELEASE]
         took, _ = timed("deploy", [*deploy, "deploy", *target], WORK / "deploy.log")
         rows.append(("deploy (images built, imported, chart, first training)", f"{took:.0f} s"))

@@ -33,7 +33,8 @@ from pathlib import Path
 from statistics import median_high
 from typing import Any
 
-from mlkube.mlflow_server import MlflowServer, free_port, stop_process_group
+from embedded.mlflow_server import MlflowServer
+from mlkube.core.processes import free_port, stop_process_group
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 WRK_MISSING = (

@@ -2,7 +2,7 @@
 
     python -m bench.up [--repeats 5] [--make-up 0]
 
-Starts MLflow the way ``make up`` does (``mlkube.mlflow_server``: one process, one uvicorn
+Starts MLflow the way ``make up`` does (``embedded.mlflow_server``: one process, one uvicorn
 worker) and the way ``mlflow server`` does (its CLI creates the tables, then starts uvicorn in a
 second Python that imports MLflow again), alternately, ``--repeats`` times each. Prints the wall
 time to the first 200, the CPU seconds the start cost (user + sys of the whole process tree:
@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlkube.mlflow_server import MlflowServer, free_port
+from embedded.mlflow_server import MlflowServer
+from mlkube.core.processes import free_port
 
 
 def say(line: str) -> None:
@@ -90,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             for single in (False, True):  # alternately, so both see the same load
                 wall, cpu, load = one_start(single, Path(tmp) / f"{i}-{single}")
                 runs[single].append((wall, cpu, load))
-                name = "mlkube.mlflow_server" if single else "mlflow server"
+                name = "embedded.mlflow_server" if single else "mlflow server"
                 say(f"  {name:<22} {wall:5.1f}s to 200, {cpu:5.1f}s CPU, load {load:.1f}")
         say(summary("mlflow server (CLI, 2 processes)", runs[False]))
-        say(summary("mlkube.mlflow_server (1 process)", runs[True]))
+        say(summary("embedded.mlflow_server (1 process)", runs[True]))
         for i in range(args.make_up):
             say(one_make_up(Path(tmp) / f"up-{i}"))
     say(f"1-minute load average {os.getloadavg()[0]:.1f} at the end")

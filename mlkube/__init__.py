@@ -1,4 +1,6 @@
-"""mlkube: shared pieces of the platform (names, MLflow connectivity, the embedded runner)."""
+"""mlkube's shared core (:mod:`mlkube.core`), on which every component stands.
+
+``mlkube/__main__.py`` beside it is the ``mlkube`` command, a program that nothing imports."""
 
 import os
 

@@ -1,7 +1,7 @@
 """Fixtures shared by every test layer.
 
 ``mlflow_server`` is a real MLflow server (MLflow's app on uvicorn, started as ``make up`` starts
-it: ``mlkube.mlflow_server``) on a free loopback port (sqlite backend, proxied artifacts),
+it: ``embedded.mlflow_server``) on a free loopback port (sqlite backend, proxied artifacts),
 started once per test session. Tests that need isolation use their own
 registered-model name (``model_name`` fixture) instead of their own server.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.mlflow_server import MlflowServer, free_port
+from embedded.mlflow_server import MlflowServer
+from mlkube.core.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -46,7 +46,7 @@ SLOW_TEST_S = 600.0 * SCALE
 
 # The local cluster (tests/cluster): `hack/cluster/cluster.py up` from an empty cache builds
 # Kubernetes, etcd, containerd, CoreDNS and Traefik from source first (about 40 minutes on 2
-# busy cores; seconds when built); `mlkube.deploy deploy --env local` builds the four images and
+# busy cores; seconds when built); `mlkube deploy --env local` builds the four images and
 # installs the chart (its own waits are bounded by --timeout per rollout); a rollout of the
 # serving Deployment, a training Job, a rollback after a failed version.
 CLUSTER_UP_S = 3 * 3600.0 * SCALE

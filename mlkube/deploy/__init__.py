@@ -1,7 +1,5 @@
-"""``make deploy`` and friends: kind or EKS, driven from Python (kubectl, docker, kind, pyhelm3).
+"""The deploy driver's old name, kept so ``python -m mlkube.deploy <command>`` still runs: it is
+now the ``deploy`` component (``mlkube <command>``, or ``python -m deploy <command>``).
 
-``python -m mlkube.deploy <command>``; see :mod:`mlkube.deploy.cli`."""
-
-from mlkube.deploy.cli import main
-
-__all__ = ["main"]
+Not part of the core: this package imports nothing, and only ``python -m mlkube.deploy`` runs
+its ``__main__``, which forwards (tests/unit/core/test_layers.py checks both)."""

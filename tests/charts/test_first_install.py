@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mlkube.deploy.release import webhook_hook_deadline
+from deploy.release import webhook_hook_deadline
 from tests.charts.manifests import Doc, Rendered, component, name
 
 pytestmark = pytest.mark.charts

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from deploy import objects
+from deploy.helm import HelmError, PyHelm3, merge_values
+from deploy.options import COMPONENTS, INGRESS_CLASS_KIND, Image, load_values
+from deploy.release import first_run_hook, image_values
 from mlkube.core.names import LABEL_MODEL_NAME
-from mlkube.deploy import objects
-from mlkube.deploy.helm import HelmError, PyHelm3, merge_values
-from mlkube.deploy.options import COMPONENTS, INGRESS_CLASS_KIND, Image, load_values
-from mlkube.deploy.release import first_run_hook, image_values
 
 pytestmark = pytest.mark.charts
 

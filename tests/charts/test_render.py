@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,6 +253,27 @@ def test_dockerfile_has_every_image_target() -> None:
     assert "USER 10001:10001" in final_stages
     assert "gcc" not in text
     assert "build-essential" not in text
+
+
+def test_dockerfile_copies_each_image_only_what_it_runs() -> None:
+    """The static half of tests/containers/test_contents.py, which runs without an engine: the
+    code stage takes the core (not the mlkube command or the deploy shim beside it), each image
+    the core and its own component, and the build context holds no deploy driver or local
+    runner."""
+    text = (REPO / "images" / "Dockerfile").read_text()
+    code = text.split("FROM base AS code", 1)[1].split("\nFROM ", 1)[0]
+    copied = re.findall(r"^COPY (\S+) ", code, re.M)
+    assert copied == ["mlkube/__init__.py", "mlkube/core", "jobs", "service", "rollout"]
+    for target, own in (("train", "jobs"), ("serve", "service"), ("rollout", "rollout")):
+        stage = text.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        from_code = re.findall(r"^COPY --from=code /opt/mlkube/(\S+) ", stage, re.M)
+        assert from_code == ["mlkube", own], f"the {target} image copies {from_code}"
+    mlflow = text.split(" AS mlflow\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "--from=code" not in mlflow
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore  # nothing is in the build context unless let in
+    assert not {"!deploy", "!embedded", "!bench", "!tests"} & set(ignore)
+    assert {"mlkube/__main__.py", "mlkube/deploy"} <= set(ignore)
 
 
 def test_pyhelm3_template_resources_matches_the_cli(renders: dict[str, Rendered]) -> None:

@@ -1,6 +1,6 @@
 """The cluster layer: a real Kubernetes (hack/cluster: etcd, kube-apiserver, the controllers, a
 kubelet with containerd and runc, CoreDNS, kube-proxy, Traefik, local-path-provisioner) on this
-machine, and mlkube installed on it by `python -m mlkube.deploy deploy --env local`, the code
+machine, and mlkube installed on it by `mlkube deploy --env local`, the code
 `make deploy ENV=local` runs.
 
 The package's first test starts the cluster when it is not running (building its binaries
@@ -123,7 +123,7 @@ def cluster(
 class Deployed:
     namespace: str
     release: str
-    log: str  # what `mlkube.deploy deploy` printed
+    log: str  # what `mlkube deploy` printed
     serve_image: str  # the serving image the deploy imported into the node
 
     def deployment(self, component: str) -> dict[str, Any]:
@@ -148,7 +148,7 @@ TEST_VALUES = {"serving": {"progressDeadlineSeconds": 300}}
 
 @pytest.fixture(scope="package")
 def deployed(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    """mlkube on the local cluster, installed by `python -m mlkube.deploy deploy --env local`
+    """mlkube on the local cluster, installed by `mlkube deploy --env local`
     (images built and imported, the chart installed, MLflow and every Deployment waited for,
     the first training run by the chart's hook)."""
     work = tmp_path_factory.mktemp("deploy")
@@ -159,7 +159,7 @@ def deployed(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         [
             sys.executable,
             "-m",
-            "mlkube.deploy",
+            "mlkube",
             "deploy",
             "--env",
             "local",

@@ -1,5 +1,5 @@
 """Talking to the local cluster from the tests: kubectl with its kubeconfig (the deploy's own
-:class:`~mlkube.deploy.kubectl.Kubectl`, its port-forward and load pod), bounded waits, and long
+:class:`~deploy.kubectl.Kubectl`, its port-forward and load pod), bounded waits, and long
 commands whose log is the failure message."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mlkube.deploy.kubectl import Forward, Kubectl, cluster_answers
-from mlkube.deploy.options import LOCAL_KUBECONFIG
-from mlkube.deploy.podload import LoadPod as _LoadPod
-from mlkube.deploy.shell import Result, SubprocessCommands
+from deploy.e2e.podload import LoadPod as _LoadPod
+from deploy.kubectl import Forward, Kubectl, cluster_answers
+from deploy.options import LOCAL_KUBECONFIG
+from deploy.shell import Result, SubprocessCommands
 from tests.timeouts import POLL_S
 
 T = TypeVar("T")
@@ -147,7 +147,7 @@ def http(
 
 class LoadPod:
     """A bounded load from a pod inside the cluster to ``url`` for a ``with`` block (`make
-    e2e`'s load pod, mlkube.deploy.podload, under a name of its own): its report when the block
+    e2e`'s load pod, deploy.e2e.podload, under a name of its own): its report when the block
     ends."""
 
     def __init__(self, namespace: str, image: str, url: str, max_seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""mlkube on a real Kubernetes: installed by `python -m mlkube.deploy deploy --env local` (the code
+"""mlkube on a real Kubernetes: installed by `mlkube deploy --env local` (the code
 `make deploy` runs), then checked as a user would: the first training, a Job from the CronJob,
 predictions through the Service, a port-forward and the Ingress, the MLflow UI, the end-to-end
 check of `make e2e` (a rollout under load), a rolled-back broken version, rollouts that others
@@ -48,7 +48,7 @@ MODEL = "iris-classifier"
 
 def deploy_cli(deployed: Deployed, command: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "mlkube.deploy", command, "--env", "local",
+        sys.executable, "-m", "mlkube", command, "--env", "local",
         "--namespace", deployed.namespace, "--release", deployed.release, *extra,
     ]  # fmt: skip
 
@@ -453,7 +453,7 @@ def train(mlflow_uri: str, classifier: str, tmp_path: Path) -> str:
     """A version registered (not promoted) by the training job run here, against the cluster's
     MLflow through the port-forward, as `make e2e` does. Its own seed: on the date's seed, the
     logistic regression would be the champion `make e2e` left, and not registered again."""
-    from mlkube.deploy.e2e import parse_train_output
+    from deploy.e2e.steps import parse_train_output
 
     out = run_logged(
         [sys.executable, "-m", "jobs.train", "--model-name", MODEL, "--classifier", classifier,

@@ -52,7 +52,7 @@ def engine() -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def images(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The four images, built by `python -m mlkube.deploy images` (what `make images` runs):
+    """The four images, built by `mlkube images` (what `make images` runs):
     with a warm layer cache this takes seconds."""
     log = tmp_path_factory.mktemp("images") / "build.log"
     with log.open("w") as out:
@@ -60,7 +60,7 @@ def images(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             [
                 sys.executable,
                 "-m",
-                "mlkube.deploy",
+                "mlkube",
                 "images",
                 "--engine",
                 engine.name,

@@ -190,7 +190,7 @@ def test_mlflow_basic_auth_refuses_strangers_and_serves_the_charts_clients(
 
 # Size budgets, from the sizes measured on the local Debian base (mlflow 904, train 686, serve
 # 561 with Swagger UI, rollout 415 MB) plus room to grow: a new dependency that crosses one is a
-# decision to make on purpose (mlkube/deploy/README.md, "Images"). The base is 160 MB of them.
+# decision to make on purpose (deploy/README.md, "Images"). The base is 160 MB of them.
 BUDGET_MB = {"mlflow": 1000, "train": 750, "serve": 600, "rollout": 450}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.deploy import cli
+from deploy import cli
 from tests.settings import suite_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("package", ["jobs.train", "service", "rollout", "mlkube.embedded"])
+@pytest.mark.parametrize("package", ["jobs.train", "service", "rollout", "embedded.up"])
 def test_importing_a_component_turns_mlflow_telemetry_off(package: str) -> None:
     # Without the markers MLflow takes as "CI or testing", so the check is the default's alone.
     drop = {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "CI", "PYTEST_CURRENT_TEST",

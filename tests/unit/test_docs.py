@@ -115,7 +115,7 @@ def dead_links(md: Path) -> list[str]:
 def test_every_relative_link_in_the_markdown_resolves() -> None:
     files = markdown_files(REPO)
     assert REPO / "README.md" in files
-    assert REPO / "mlkube" / "deploy" / "README.md" in files
+    assert REPO / "deploy" / "README.md" in files
     dead = {str(md.relative_to(REPO)): links for md in files if (links := dead_links(md))}
     assert not dead, f"dead relative links (file, or #heading): {dead}"
 

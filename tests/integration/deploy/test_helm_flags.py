@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.deploy.helm import PyHelm3
+from deploy.helm import PyHelm3
 
 # Answers like helm: its version, the chart's metadata, no release yet, then the new revision.
 FAKE_HELM = """\

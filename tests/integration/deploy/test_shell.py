@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.options import Options
+from deploy.runner import Step, run_steps
+from deploy.shell import CommandError, StepFailed, SubprocessCommands, show
 from mlkube.core.console import Console
-from mlkube.deploy.options import Options
-from mlkube.deploy.runner import Step, run_steps
-from mlkube.deploy.shell import CommandError, StepFailed, SubprocessCommands, show
 from tests.unit.deploy.fakes import FakeCommands, make_ctx
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.mlflow_server import free_port, port_is_free
+from mlkube.core.processes import free_port, port_is_free
 from tests.procs import alive, descendants, group_members, naming
 from tests.timeouts import HTTP_S, PROCESS_START_S, PROCESS_STOP_S, SLOW_TEST_S
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlkube.mlflow_server import MlflowServer
+from embedded.mlflow_server import MlflowServer
 from tests.procs import descendants
 from tests.timeouts import HTTP_S
 

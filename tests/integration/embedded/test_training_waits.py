@@ -7,8 +7,9 @@ import argparse
 
 import pytest
 
-from mlkube.embedded import finish_training, start_training
-from mlkube.mlflow_server import MlflowServer, free_port
+from embedded.mlflow_server import MlflowServer
+from embedded.up import finish_training, start_training
+from mlkube.core.processes import free_port
 from tests.timeouts import PROCESS_START_S
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from jobs.data import IRIS_FEATURES, load_iris_frame
 from jobs.identity import Identity
 from jobs.promote import main as promote_main
 from jobs.train import main as train_main
-from mlkube.mlflow_server import free_port
+from mlkube.core.processes import free_port
 
 pytestmark = pytest.mark.integration
 

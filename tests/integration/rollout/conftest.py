@@ -29,7 +29,7 @@ import pytest
 from aiohttp import web
 from mlflow import MlflowClient
 
-from mlkube.mlflow_server import free_port
+from mlkube.core.processes import free_port
 from rollout.app import Operator
 from rollout.settings import OperatorSettings
 from tests.timeouts import EVENTUAL_S, POLL_S, PROCESS_STOP_S

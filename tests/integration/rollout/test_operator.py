@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mlkube.mlflow_server import free_port
+from mlkube.core.processes import free_port
 from rollout import cli, rbac
 from rollout.webhook import sign
 from tests.timeouts import EVENTUAL_S, POLL_S, PROCESS_START_S, PROCESS_STOP_S, QUIET_S

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlkube.mlflow_server import free_port, stop_process_group
+from mlkube.core.processes import free_port, stop_process_group
 from tests.conftest import subprocess_env
 from tests.timeouts import EVENTUAL_S, HTTP_S, PROCESS_START_S
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlkube.mlflow_server import free_port, stop_process_group
+from mlkube.core.processes import free_port, stop_process_group
 from tests.conftest import subprocess_env
 from tests.integration.service.conftest import FEATURES, RegisteredModel, ServiceProcess, train
 from tests.timeouts import HTTP_S, PROCESS_START_S

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlkube.mlflow_server import MlflowServer, free_port
+from embedded.mlflow_server import MlflowServer
+from mlkube.core.processes import free_port
 from tests.integration.service.conftest import ServiceProcess, train
 from tests.timeouts import HTTP_S, PROCESS_START_S, SLOW_TEST_S
 

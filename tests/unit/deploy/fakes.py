@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
+from deploy.context import Ctx
+from deploy.helm import Revision
+from deploy.options import Options
+from deploy.shell import CommandError, Result
 from mlkube.core.console import Console
-from mlkube.deploy.context import Ctx
-from mlkube.deploy.helm import Revision
-from mlkube.deploy.options import Options
-from mlkube.deploy.shell import CommandError, Result
 
 Answer = Result | Callable[[list[str]], Result]
 
@@ -276,8 +276,8 @@ def make_repo(root: Path, app_version: str = "0.1.0") -> Path:
     shutil.copy(REAL_CHART / "values-local.yaml", chart / "values-local.yaml")
     (root / "images").mkdir()
     (root / "images" / "Dockerfile").write_text("FROM scratch\n")
-    (root / "mlkube" / "deploy").mkdir(parents=True)
-    (root / "mlkube" / "deploy" / "kind-config.yaml").write_text("kind: Cluster\n")
+    (root / "deploy").mkdir(parents=True)
+    (root / "deploy" / "kind-config.yaml").write_text("kind: Cluster\n")
     return root
 
 

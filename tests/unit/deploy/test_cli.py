@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.deploy import cli
+from deploy import cli
 from tests.unit.deploy.fakes import ALL_TOOLS, FakeCommands, FakeHelm, ok
 
 

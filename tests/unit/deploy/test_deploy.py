@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlkube.deploy.helm import HelmError, Revision
-from mlkube.deploy.options import CLOUD_PROVIDER_KIND_IMAGE, Options
-from mlkube.deploy.plans import plan_deploy
-from mlkube.deploy.runner import run_steps
-from mlkube.deploy.shell import Result
+from deploy.helm import HelmError, Revision
+from deploy.options import CLOUD_PROVIDER_KIND_IMAGE, Options
+from deploy.plans import plan_deploy
+from deploy.runner import run_steps
+from deploy.shell import Result
 from tests.unit.deploy.fakes import (
     INSTANCE,
     FakeCommands,
@@ -188,7 +188,7 @@ def test_kind_first_deploy_creates_the_cluster_and_its_ingress(repo: Path, tmp_p
 
     [create] = cmds.ran("kind", "create", "cluster")
     assert option(create, "--name") == "mlkube"
-    assert option(create, "--config") == str(repo / "mlkube" / "deploy" / "kind-config.yaml")
+    assert option(create, "--config") == str(repo / "deploy" / "kind-config.yaml")
     assert "creating kind cluster mlkube from kind-config.yaml" in run.text
     # The single node takes load-balancer traffic: kubeadm's exclusion label is removed.
     [label] = cmds.ran("kubectl", "label")
@@ -653,7 +653,7 @@ def test_local_deploy_imports_podman_images_into_the_node(
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\n")
-    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
+    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
     opts = Options(repo=repo, env="local", engine="podman")
     cmds, helm = local_world(answers=True), FakeHelm()
     tools = {"podman": "/bin/podman", "kubectl": "/k/kubectl", "helm": "/h/helm", "python": "/py"}
@@ -683,7 +683,7 @@ def test_local_deploy_imports_podman_images_into_the_node(
 def test_local_deploy_starts_the_cluster_when_it_does_not_answer(
     repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
+    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
     monkeypatch.setattr("os.geteuid", lambda: 0)
     opts = Options(repo=repo, env="local", build=False)
     cmds = local_world(answers=False)
@@ -701,7 +701,7 @@ def test_local_deploy_starts_the_cluster_when_it_does_not_answer(
 def test_local_deploy_without_root_says_how_to_start_the_cluster(
     repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
+    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     opts = Options(repo=repo, env="local", build=False)
     cmds = local_world(answers=False)
@@ -720,7 +720,7 @@ def test_the_summary_names_a_namespace_and_release_that_are_not_the_defaults(
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\n")
-    monkeypatch.setattr("mlkube.deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
+    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
     opts = Options(repo=repo, env="local", build=False, namespace="mlkube-e2e", release="e2e")
     cmds = local_world(answers=True)
     cmds.on("kubectl get deployment -n mlkube-e2e", answer=kjson(deployment("e2e-serving")))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlkube.deploy.options import DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE, Options
-from mlkube.deploy.plans import plan_images
-from mlkube.deploy.runner import run_steps
+from deploy.options import DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE, Options
+from deploy.plans import plan_images
+from deploy.runner import run_steps
 from tests.unit.deploy.fakes import ALL_TOOLS, FakeCommands, fail, make_ctx, ok
 
 PODMAN_ONLY = {**ALL_TOOLS, "docker": None, "podman": "/usr/bin/podman"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.deploy.kubectl import Kubectl, cluster_answers
-from mlkube.deploy.podload import LoadPod
+from deploy.e2e.podload import LoadPod
+from deploy.kubectl import Kubectl, cluster_answers
 from tests.unit.deploy.fakes import FakeCommands, fail, ok, option
 
 

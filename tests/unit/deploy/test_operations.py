@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.deploy import objects
-from mlkube.deploy.context import urllib_http
-from mlkube.deploy.helm import Revision, merge_values
-from mlkube.deploy.options import Options
-from mlkube.deploy.plans import plan_destroy, plan_predict, plan_status, plan_train, plan_ui
-from mlkube.deploy.runner import run_steps
-from mlkube.deploy.shell import StepFailed
-from mlkube.deploy.training import mark_manual
+from deploy import objects
+from deploy.context import urllib_http
+from deploy.helm import Revision, merge_values
+from deploy.options import Options
+from deploy.plans import plan_destroy, plan_predict, plan_status, plan_train, plan_ui
+from deploy.runner import run_steps
+from deploy.shell import StepFailed
+from deploy.training import mark_manual
 from tests.unit.deploy.fakes import (
     ALL_TOOLS,
     INSTANCE,

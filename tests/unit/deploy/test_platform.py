@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from mlkube.deploy.options import Options
-from mlkube.deploy.plans import plan_deploy
-from mlkube.deploy.runner import run_steps
+from deploy.options import Options
+from deploy.plans import plan_deploy
+from deploy.runner import run_steps
 from tests.unit.deploy.fakes import FakeCommands, FakeHelm, fail, make_ctx, ok
 from tests.unit.deploy.test_deploy import cluster_world, image_id, kind_world, ready_http
 

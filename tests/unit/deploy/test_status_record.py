@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlkube.deploy.helm import Revision
-from mlkube.deploy.operations import show_status
-from mlkube.deploy.options import Options
+from deploy.helm import Revision
+from deploy.operations import show_status
+from deploy.options import Options
 from tests.unit.deploy.fakes import FakeCommands, FakeHelm, deployment, kjson, make_ctx
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from mlkube.mlflow_server import DEFAULT_ARTIFACT_ROOT, MlflowServer, server_environment
+from embedded.mlflow_server import DEFAULT_ARTIFACT_ROOT, MlflowServer, server_environment
 
 
 def mlflow_server_constants() -> dict[str, str]:
@@ -22,7 +22,7 @@ def mlflow_server_constants() -> dict[str, str]:
 
 def test_make_up_runs_mlflow_as_one_process_not_the_two_of_its_cli(tmp_path: Path) -> None:
     command = MlflowServer(state_dir=tmp_path, port=5000).command()
-    assert command[1:3] == ["-m", "mlkube.mlflow_server"]
+    assert command[1:3] == ["-m", "embedded.mlflow_server"]
     assert "server" not in command  # not `python -m mlflow server`, whose CLI spawns uvicorn
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlkube.embedded import StateInUse, lock_state
+from embedded.up import StateInUse, lock_state
 
 
 def test_a_second_up_on_the_same_state_is_refused_naming_the_holder(tmp_path: Path) -> None:

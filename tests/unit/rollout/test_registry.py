@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mlkube.core.backoff import Backoff
-from mlkube.mlflow_server import free_port
+from mlkube.core.processes import free_port
 from rollout.registry import Registry, RegistryRefused, RegistryUnavailable
 
 

@@ -93,7 +93,7 @@ def test_register_webhook_needs_the_secret_and_a_url(
 def test_register_webhook_reports_unreachable_mlflow(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mlkube.mlflow_server import free_port
+    from mlkube.core.processes import free_port
 
     monkeypatch.setenv("ROLLOUT_WEBHOOK_SECRET", "s")
     dead = f"http://127.0.0.1:{free_port()}"

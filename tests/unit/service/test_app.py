@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlkube.mlflow_server import free_port
+from mlkube.core.processes import free_port
 from service.app import create_app
 from service.runtime.model import LoadedModel
 from service.settings import Settings

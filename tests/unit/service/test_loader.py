@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from mlkube.mlflow_server import free_port
+from mlkube.core.processes import free_port
 from service.errors import ModelNotLoaded
 from service.loader import LOAD_BACKOFF, ModelStore, keep_loaded
 from service.runtime.model import LoadedModel

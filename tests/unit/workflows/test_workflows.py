@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from mlkube.deploy.options import COMPONENTS
+from deploy.options import COMPONENTS
 
 REPO = Path(__file__).resolve().parents[3]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
