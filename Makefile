@@ -207,7 +207,7 @@ chart-docs: ## Regenerate the chart's values.schema.json and README values table
 CLUSTER := $(PYTHON) hack/cluster/cluster.py
 
 .PHONY: cluster-up
-cluster-up: ## Start the local cluster and import the mlkube images (kubeconfig: /var/tmp/mlkube-cluster/kubeconfig)
+cluster-up: ## Start the local cluster and import the mlkube images (kubeconfig: `hack/cluster/cluster.py env kubeconfig`)
 	$(if $(NODE),MLKUBE_CLUSTER_NODE=$(NODE)) $(CLUSTER) up
 
 .PHONY: cluster-images

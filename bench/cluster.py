@@ -23,15 +23,18 @@ from datetime import date
 from pathlib import Path
 
 from deploy.kubectl import Kubectl, cluster_answers
-from deploy.options import LOCAL_KUBECONFIG
+from deploy.localenv import cluster_script, read_local_cluster
 from deploy.shell import SubprocessCommands
 from mlkube.core.deployment import Phase, pinned_version, rollout_phase
 
 REPO = Path(__file__).resolve().parents[1]
-CLUSTER = [sys.executable, str(REPO / "hack" / "cluster" / "cluster.py")]
+CLUSTER = [sys.executable, str(cluster_script(REPO))]
 NAMESPACE, RELEASE, MODEL = "mlkube-bench", "bench", "iris-classifier"
 WORK = REPO / ".mlkube" / "bench-cluster"
-KUBE = Kubectl(SubprocessCommands(log_dir=WORK), "kubectl", kubeconfig=LOCAL_KUBECONFIG)
+# Its kubeconfig and build cache, as `cluster.py env --json` reports them (MLKUBE_CLUSTER_STATE
+# and MLKUBE_CLUSTER_CACHE included).
+LOCAL = read_local_cluster(SubprocessCommands(), cluster_script(REPO))
+KUBE = Kubectl(SubprocessCommands(log_dir=WORK), "kubectl", kubeconfig=LOCAL.kubeconfig)
 
 
 def timed(what: str, argv: list[str], log: Path) -> tuple[float, str]:
@@ -91,11 +94,10 @@ def main() -> int:
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str]] = []
-    cache = Path("/var/cache/mlkube-cluster")
-    cold = not any(cache.glob("*/stamps/kube-*"))
+    cold = not any((LOCAL.cache / "stamps").glob("kube-*"))
     took, _ = timed("binaries", [*CLUSTER, "build"], WORK / "build.log")
     rows.append((f"binaries ({'cold build' if cold else 'cached'})", f"{took:.0f} s"))
-    was_up = cluster_answers(KUBE, LOCAL_KUBECONFIG)
+    was_up = cluster_answers(KUBE, LOCAL.kubeconfig)
     if was_up:
         timed("stopping the running cluster", [*CLUSTER, "down"], WORK / "down.log")
     took, _ = timed("cluster start", [*CLUSTER, "up", "--no-images"], WORK / "up.log")

@@ -21,13 +21,12 @@ from deploy.options import (
     ENGINES,
     ENVS,
     LOCAL_BASE_IMAGE,
-    LOCAL_KUBECONFIG,
     Options,
     check_release_tag,
 )
 from deploy.plans import PLANNERS
 from deploy.runner import run_steps
-from deploy.shell import Commands, SubprocessCommands
+from deploy.shell import Commands, StepFailed, SubprocessCommands
 from mlkube.core.console import Console
 
 TOOLS = ("docker", "podman", "kind", "kubectl", "helm", "pgrep")
@@ -261,10 +260,6 @@ def main(
         sys.stdout.write(f"tag {args.tag} matches the chart's appVersion {version}\n")
         return 0
     opts = options_from(args, parser)
-    if opts.env == "local":
-        # The local cluster's own kubeconfig, for kubectl, helm and port-forwards alike, as
-        # `export KUBECONFIG=...` would do by hand.
-        os.environ["KUBECONFIG"] = str(LOCAL_KUBECONFIG)
     found = dict(tools) if tools is not None else find_tools(opts.repo)
     ctx = Ctx(
         opts=opts,
@@ -273,6 +268,14 @@ def main(
         tools=found,
         console=Console(),
     )
+    if opts.env == "local":
+        # The local cluster's own kubeconfig (`cluster.py env --json` says where), for kubectl,
+        # helm and port-forwards alike, as `export KUBECONFIG=...` would do by hand.
+        try:
+            os.environ["KUBECONFIG"] = str(ctx.local_cluster().kubeconfig)
+        except StepFailed as exc:
+            sys.stderr.write(f"error: the local cluster: {exc}\n")
+            return 1
     steps = PLANNERS[args.command](opts)
     if args.command == "e2e":
         try:

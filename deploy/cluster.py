@@ -9,7 +9,7 @@ import os
 from deploy.context import Ctx
 from deploy.ingress import our_provider_exists
 from deploy.kubectl import cluster_answers
-from deploy.options import CLOUD_PROVIDER_KIND_CONTAINER, LOCAL_CONTEXT, LOCAL_KUBECONFIG
+from deploy.options import CLOUD_PROVIDER_KIND_CONTAINER
 from deploy.shell import StepFailed
 
 # A cold start of the local cluster builds its binaries from source first (about 40 minutes on
@@ -51,14 +51,15 @@ def ensure_kind_cluster(ctx: Ctx) -> None:
 
 
 def local_cluster_answers(ctx: Ctx) -> bool:
-    return cluster_answers(ctx.kube, LOCAL_KUBECONFIG)
+    return cluster_answers(ctx.kube, ctx.local_cluster().kubeconfig)
 
 
 def ensure_local_cluster(ctx: Ctx) -> None:
     """The local cluster (hack/cluster): used when it answers, else started, as kind's is."""
-    ctx.state.context = LOCAL_CONTEXT
+    local = ctx.local_cluster()
+    ctx.state.context = local.context
     if local_cluster_answers(ctx):
-        ctx.console.info(f"local cluster answers (kubeconfig {LOCAL_KUBECONFIG})")
+        ctx.console.info(f"local cluster answers (kubeconfig {local.kubeconfig})")
         return
     if os.geteuid() != 0:
         raise StepFailed(
@@ -76,7 +77,8 @@ def ensure_local_cluster(ctx: Ctx) -> None:
     )
     if not local_cluster_answers(ctx):
         raise StepFailed(
-            f"the local cluster started but its API does not answer ({LOCAL_KUBECONFIG})"
+            f"the local cluster started but its API does not answer ({local.kubeconfig}; "
+            f"logs in {local.logs})"
         )
 
 
@@ -117,13 +119,14 @@ def use_context(ctx: Ctx) -> None:
         ctx.state.context = ctx.opts.kind_context
         ctx.console.info(f"kube-context {ctx.context}")
     elif ctx.opts.env == "local":
-        ctx.state.context = LOCAL_CONTEXT
+        local = ctx.local_cluster()
+        ctx.state.context = local.context
         if not local_cluster_answers(ctx):
             raise StepFailed(
-                f"the local cluster does not answer ({LOCAL_KUBECONFIG}): "
+                f"the local cluster does not answer ({local.kubeconfig}): "
                 "`make deploy ENV=local` starts it and installs mlkube"
             )
-        ctx.console.info(f"kube-context {ctx.context} ({LOCAL_KUBECONFIG})")
+        ctx.console.info(f"kube-context {ctx.context} ({local.kubeconfig})")
     else:
         resolve_eks_context(ctx)
 

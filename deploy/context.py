@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from deploy.helm import Helm
 from deploy.kubectl import Kubectl
+from deploy.localenv import LocalCluster, read_local_cluster
 from deploy.options import Options
 from deploy.shell import Commands, Result, StepFailed
 from deploy.state import State
@@ -88,6 +89,15 @@ class Ctx:
         """kubectl on the deploy's kube-context (its kubeconfig is kubectl's own: on the local
         cluster, the CLI points $KUBECONFIG at it)."""
         return Kubectl(self.cmds, self.tool("kubectl"), context=self.context)
+
+    def local_cluster(self) -> LocalCluster:
+        """ENV=local: the cluster's kubeconfig, context and logs, asked of `cluster.py env
+        --json` once."""
+        if self.state.local is None:
+            self.state.local = read_local_cluster(
+                self.cmds, self.opts.local_cluster_script, self.tool("python")
+            )
+        return self.state.local
 
     def kubectl(self, *args: str, **kwargs: Any) -> Result:
         return self.kube.run(*args, **kwargs)

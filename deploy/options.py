@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from deploy.localenv import cluster_script
 
 Env = Literal["kind", "eks", "local"]
 ENVS: tuple[Env, ...] = ("kind", "eks", "local")
@@ -32,12 +33,9 @@ INGRESS_CLASS_KIND = "cloud-provider-kind"
 EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 # The local cluster of hack/cluster (ENV=local): host processes on this machine, started by
-# `hack/cluster/cluster.py up`, which writes this kubeconfig with this context. Its node takes
-# the images we import into its containerd (as kind's nodes do with `kind load`), under the
-# names podman gives locally built images.
-LOCAL_CLUSTER_STATE = Path(os.environ.get("MLKUBE_CLUSTER_STATE", "/var/tmp/mlkube-cluster"))
-LOCAL_KUBECONFIG = LOCAL_CLUSTER_STATE / "kubeconfig"
-LOCAL_CONTEXT = "mlkube-local"
+# `hack/cluster/cluster.py up`; where its kubeconfig is and its context, `cluster.py env --json`
+# says (deploy.localenv). Its node takes the images we import into its containerd (as
+# kind's nodes do with `kind load`), under the names podman gives locally built images.
 LOCAL_REGISTRY = "localhost"
 
 
@@ -79,7 +77,7 @@ class Options:
 
     @property
     def local_cluster_script(self) -> Path:
-        return self.repo / "hack" / "cluster" / "cluster.py"
+        return cluster_script(self.repo)
 
     @property
     def image_registry(self) -> str:

@@ -74,7 +74,8 @@ def plan_deploy(opts: Options) -> list[Step]:
                 "cluster",
                 "The local cluster (hack/cluster)",
                 cluster.ensure_local_cluster,
-                "python3 hack/cluster/cluster.py status; ls /var/tmp/mlkube-cluster/logs",
+                "python3 hack/cluster/cluster.py status; "
+                "ls $(python3 hack/cluster/cluster.py env logs)",
             ),
         ]
         if opts.build:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.e2e.load import LoadReport
+from deploy.localenv import LocalCluster
 from deploy.options import Image
 
 
@@ -53,6 +54,7 @@ class E2EState:
 @dataclass
 class State:
     context: str = ""  # the kube-context every kubectl and Helm call names
+    local: LocalCluster | None = None  # ENV=local: where its cluster is (`cluster.py env`)
     images: ImagesState = field(default_factory=ImagesState)
     release: ReleaseState = field(default_factory=ReleaseState)
     ingress: IngressState = field(default_factory=IngressState)

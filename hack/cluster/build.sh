@@ -4,6 +4,8 @@
 #
 #   ${MLKUBE_CLUSTER_CACHE:-/var/cache/mlkube-cluster}/<K8S_VERSION>/bin
 #
+# (where exactly: `cluster.py env cache`, which this script asks)
+#
 # Each component has a stamp in .../stamps whose name carries its version and a
 # hash of its build inputs, so a second run skips everything already built and
 # a version bump (versions.env, src/*/go.mod) rebuilds only that component.
@@ -23,8 +25,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 FORCE=0
 [[ "${1:-}" == "--force" ]] && FORCE=1
 
-CACHE_ROOT="${MLKUBE_CLUSTER_CACHE:-/var/cache/mlkube-cluster}"
-DIR="$CACHE_ROOT/$K8S_VERSION"
+# The cache of this Kubernetes version, as the harness names it (one place: localcluster/config.py)
+DIR="$(python3 "$HERE/cluster.py" env cache)"
 BIN="$DIR/bin"
 STAMPS="$DIR/stamps"
 IMAGES="$DIR/images"

@@ -26,12 +26,11 @@ from typing import Any
 import pytest
 
 from tests.cluster.kube import (
-    CACHE,
+    CLUSTER,
     CLUSTER_PY,
     HELM,
     KUBECONFIG,
     KUBECTL,
-    REPO,
     answers,
     kubectl,
     kubectl_json,
@@ -61,11 +60,9 @@ def host_problem() -> str | None:
         return "the local cluster runs on Linux (on a laptop: make deploy && make e2e, on kind)"
     if os.geteuid() != 0:
         return "the local cluster needs root (containerd, the kubelet, iptables)"
-    version = (REPO / "hack" / "cluster" / "versions.env").read_text()
-    k8s = next(line.split("=", 1)[1] for line in version.splitlines() if line.startswith("K8S_"))
-    built = (CACHE / k8s / "bin" / "kube-apiserver").is_file()
+    built = (CLUSTER.cache / "bin" / "kube-apiserver").is_file()
     if not built and not (shutil.which("go") or Path("/usr/local/go/bin/go").is_file()):
-        return f"no Go toolchain to build the cluster's binaries, and none built in {CACHE}"
+        return f"no Go toolchain to build the cluster's binaries, and none built in {CLUSTER.cache}"
     for tool in ("runc", "iptables", "ip"):
         if not shutil.which(tool):
             return f"{tool} is not installed (Debian: apt-get install runc iptables iproute2)"

@@ -20,16 +20,18 @@ from typing import Any, TypeVar
 
 from deploy.e2e.podload import LoadPod as _LoadPod
 from deploy.kubectl import Forward, Kubectl, cluster_answers
-from deploy.options import LOCAL_KUBECONFIG
+from deploy.localenv import cluster_script, read_local_cluster
 from deploy.shell import Result, SubprocessCommands
 from tests.timeouts import POLL_S
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
-CLUSTER_PY = REPO / "hack" / "cluster" / "cluster.py"
-KUBECONFIG = LOCAL_KUBECONFIG  # $MLKUBE_CLUSTER_STATE/kubeconfig, as the deploy's
-CACHE = Path(os.environ.get("MLKUBE_CLUSTER_CACHE", "/var/cache/mlkube-cluster"))
+CLUSTER_PY = cluster_script(REPO)
+# Where the cluster keeps its kubeconfig, logs and build cache: `cluster.py env --json`, as the
+# deploy driver asks it (MLKUBE_CLUSTER_STATE and MLKUBE_CLUSTER_CACHE are read there only).
+CLUSTER = read_local_cluster(SubprocessCommands(), CLUSTER_PY)
+KUBECONFIG = CLUSTER.kubeconfig
 KUBECTL = shutil.which("kubectl", path=f"{REPO / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
 HELM = shutil.which("helm", path=f"{REPO / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
 # The port-forwards' output goes to log files here (`make clean` removes them).

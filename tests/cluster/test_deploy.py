@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from deploy.options import app_version
 from mlkube.core.deployment import pinned_version
 from rollout.canary import ANNOTATION_MIN_REQUESTS, ANNOTATION_MOVE_ALIAS_BACK, canary_name
 from rollout.plan import tag_key
@@ -129,7 +130,8 @@ def test_deploy_trains_once_and_serves_v1_as_production(deployed: Deployed, clie
         assert dep["status"].get("readyReplicas") == dep["spec"]["replicas"], component
     # Our images, imported into the node under podman's names, never pulled.
     image = deployed.image("serving")
-    assert image.startswith("localhost/mlkube-serve:0.1.0-"), image
+    tag = app_version(REPO / "charts" / "mlkube")
+    assert image.startswith(f"localhost/mlkube-serve:{tag}-"), image
     # MLflow's data is on a volume of the default StorageClass (local-path-provisioner).
     pvcs = kubectl_json("get", "pvc", "-n", deployed.namespace)["items"]
     assert [p["status"]["phase"] for p in pvcs] == ["Bound"]

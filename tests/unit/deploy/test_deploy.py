@@ -640,22 +640,28 @@ def test_ingress_path_prefix_goes_before_the_endpoints(repo: Path) -> None:
 # --- the local cluster (ENV=local) ------------------------------------------------------------
 
 
-def local_world(*, answers: bool) -> FakeCommands:
+def local_env(repo: Path) -> tuple[str, str, str, str]:
+    """The command that asks the local cluster where it is (`cluster.py env --json`)."""
+    return ("py", str(repo / "hack/cluster/cluster.py"), "env", "--json")
+
+
+def local_world(*, answers: bool, repo: Path, kubeconfig: Path) -> FakeCommands:
     cmds = cluster_world(FakeCommands(), ingress_ips=("10.244.0.1",))
+    state = kubeconfig.parent
+    where = {"kubeconfig": str(kubeconfig), "context": "mlkube-local", "logs": str(state / "logs"),
+             "cache": str(state / "cache"), "state": str(state)}  # fmt: skip
+    cmds.on(*local_env(repo), answer=ok(json.dumps(where)))
     cmds.on("podman", "info", answer=ok("4.3.1\n"))
     cmds.on("podman", "image", "inspect", answer=lambda w: ok(image_id(w) + "\n"))
     cmds.on("kubectl", "get", "--raw", "/readyz", answer=ok("ok") if answers else fail("refused"))
     return cmds
 
 
-def test_local_deploy_imports_podman_images_into_the_node(
-    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_local_deploy_imports_podman_images_into_the_node(repo: Path, tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\n")
-    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
     opts = Options(repo=repo, env="local", engine="podman")
-    cmds, helm = local_world(answers=True), FakeHelm()
+    cmds, helm = local_world(answers=True, repo=repo, kubeconfig=kubeconfig), FakeHelm()
     tools = {"podman": "/bin/podman", "kubectl": "/k/kubectl", "helm": "/h/helm", "python": "/py"}
     ctx, out, _ = make_ctx(opts, cmds, helm, http=ready_http(), tools=tools)
 
@@ -663,6 +669,8 @@ def test_local_deploy_imports_podman_images_into_the_node(
     assert run_steps(plan_deploy(opts), ctx) == 0, out.getvalue()
 
     assert not cmds.ran("py", str(repo / "hack/cluster/cluster.py"), "up")  # it answered
+    # Its kubeconfig is where `cluster.py env --json` says, asked once.
+    assert len(cmds.ran(*local_env(repo))) == 1
     built = [
         f"localhost/mlkube-{c}:0.1.0-{short_id(f'localhost/mlkube-{c}:0.1.0')}"
         for c in ("mlflow", "train", "serve", "rollout")
@@ -683,10 +691,9 @@ def test_local_deploy_imports_podman_images_into_the_node(
 def test_local_deploy_starts_the_cluster_when_it_does_not_answer(
     repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
     monkeypatch.setattr("os.geteuid", lambda: 0)
     opts = Options(repo=repo, env="local", build=False)
-    cmds = local_world(answers=False)
+    cmds = local_world(answers=False, repo=repo, kubeconfig=tmp_path / "none")
     tools = {"kubectl": "/k/kubectl", "helm": "/h/helm", "python": "/py"}
     ctx, out, _ = make_ctx(opts, cmds, FakeHelm(), tools=tools)
 
@@ -696,33 +703,32 @@ def test_local_deploy_starts_the_cluster_when_it_does_not_answer(
     assert "--no-images" in up
     # Started, yet no kubeconfig answers: said plainly, and nothing is installed.
     assert "the local cluster started but its API does not answer" in out.getvalue()
+    assert f"logs in {tmp_path / 'logs'}" in out.getvalue()
 
 
 def test_local_deploy_without_root_says_how_to_start_the_cluster(
     repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", tmp_path / "none")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     opts = Options(repo=repo, env="local", build=False)
-    cmds = local_world(answers=False)
-    tools = {"kubectl": "/k/kubectl", "helm": "/h/helm"}
+    cmds = local_world(answers=False, repo=repo, kubeconfig=tmp_path / "none")
+    tools = {"kubectl": "/k/kubectl", "helm": "/h/helm", "python": "/py"}
     ctx, out, _ = make_ctx(opts, cmds, FakeHelm(), tools=tools)
 
     assert run_steps(plan_deploy(opts), ctx) == 1
 
     assert "starting it needs root" in out.getvalue()
     assert "sudo make cluster-up" in out.getvalue()
-    assert not cmds.ran("py")
+    assert not cmds.ran("py", str(repo / "hack/cluster/cluster.py"), "up")
 
 
 def test_the_summary_names_a_namespace_and_release_that_are_not_the_defaults(
-    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    repo: Path, tmp_path: Path
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\n")
-    monkeypatch.setattr("deploy.cluster.LOCAL_KUBECONFIG", kubeconfig)
     opts = Options(repo=repo, env="local", build=False, namespace="mlkube-e2e", release="e2e")
-    cmds = local_world(answers=True)
+    cmds = local_world(answers=True, repo=repo, kubeconfig=kubeconfig)
     cmds.on("kubectl get deployment -n mlkube-e2e", answer=kjson(deployment("e2e-serving")))
     cmds.on("kubectl get ingress -n mlkube-e2e", answer=kjson(ingress()))
     cmds.on("kubectl get ingress mlkube-serving", answer=obj(**ingress(ip="10.244.0.1")))
