@@ -9,6 +9,7 @@ leaves behind for the next."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -335,8 +336,8 @@ def record_of(deployed: Deployed) -> dict[str, str]:
 
 def interfere_once_pinned(deployed: Deployed, version: str, n: int) -> float:
     """Once the operator pinned ``version`` (its rollout has started), what other parties do
-    to a Deployment: an annotation, `kubectl scale`, and a `helm upgrade --reuse-values` with a
-    changed value that changes the pod template. Returns when the last one was done."""
+    to a Deployment: an annotation, a `helm upgrade --reuse-values` with a changed value that
+    changes the pod template, and `kubectl scale`. Returns when the last one was done."""
     ns, name = deployed.namespace, deployed.deployment("serving")["metadata"]["name"]
     eventually(
         lambda: pinned_version(deployed.deployment("serving")) == version,
@@ -344,12 +345,29 @@ def interfere_once_pinned(deployed: Deployed, version: str, n: int) -> float:
         f"the operator to pin v{version}",
     )
     kubectl("annotate", "deployment", name, "-n", ns, "--overwrite", f"example.com/ticket=INC-{n}")
-    kubectl("scale", "deployment", name, "-n", ns, "--replicas=3")
     helm(
         "upgrade", deployed.release, str(REPO / "charts" / "mlkube"), "-n", ns,
         "--reuse-values", "--set", f"serving.preStopSleepSeconds={10 + n}",
     )  # fmt: skip
+    kubectl("scale", "deployment", name, "-n", ns, "--replicas=3")
     return time.monotonic()
+
+
+@contextlib.contextmanager
+def undone_afterwards(deployed: Deployed) -> Iterator[None]:
+    """Put the Deployment back as the chart has it. `kubectl scale` made kubectl the owner of
+    .spec.replicas, which Helm 4's server-side apply then refuses to change (a conflict), as a
+    team that scaled by hand sees at its next upgrade: `--force-conflicts` takes it back."""
+    ns, name = deployed.namespace, deployed.deployment("serving")["metadata"]["name"]
+    try:
+        yield
+    finally:
+        kubectl("annotate", "deployment", name, "-n", ns, "example.com/ticket-", check=False)
+        helm(
+            "upgrade", deployed.release, str(REPO / "charts" / "mlkube"), "-n", ns,
+            "--reuse-values", "--set", "serving.preStopSleepSeconds=10", "--force-conflicts",
+            "--wait", "--timeout", "600s",
+        )  # fmt: skip
 
 
 # At most: the roll, a first sighting of a load error, the verdict, and two per new pod template
@@ -375,26 +393,30 @@ def test_others_changing_the_deployment_mid_rollout_leave_a_good_rollout_bounded
     current = production(client)
     target = "1" if current != "1" else "2"  # a version that served before: it loads
     before = operator_patches(deployed)
-    client.set_registered_model_alias(MODEL, "production", target)
-    last_change = interfere_once_pinned(deployed, target, 1)
+    try:
+        with undone_afterwards(deployed):
+            client.set_registered_model_alias(MODEL, "production", target)
+            last_change = interfere_once_pinned(deployed, target, 1)
 
-    def done() -> bool:
-        rec = record_of(deployed)
-        return rec.get("rollout-status") == "succeeded" and every_replica_serves(deployed, target)
+            def done() -> bool:
+                rec = record_of(deployed)
+                return rec.get("rollout-status") == "succeeded" and every_replica_serves(
+                    deployed, target
+                )
 
-    eventually(done, CLUSTER_ROLLOUT_S, f"every replica on v{target}, the record succeeded")
-    took = time.monotonic() - last_change
-    writes = settled_writes(deployed, before)
+            eventually(done, CLUSTER_ROLLOUT_S, f"every replica on v{target}, record succeeded")
+            took = time.monotonic() - last_change
+            writes = settled_writes(deployed, before)
+    finally:
+        client.set_registered_model_alias(MODEL, "production", current)
     sys.stderr.write(
-        f"\ngood version with an annotation, a scale and a helm upgrade mid-rollout: "
+        f"\ngood version with an annotation, a helm upgrade and a scale mid-rollout: "
         f"succeeded {took:.0f}s after the last change, {writes:.0f} operator patches\n"
     )
     assert writes <= MAX_OPERATOR_WRITES
-    assert record_of(deployed)["stable-model-version"] == target
     assert eventually(lambda: verdict(client, target, deployed), EVENTUAL_S, "the verdict") == (
         "succeeded"
     )
-    client.set_registered_model_alias(MODEL, "production", current)
     eventually(
         lambda: every_replica_serves(deployed, current), CLUSTER_ROLLOUT_S, f"back on v{current}"
     )
@@ -412,19 +434,26 @@ def test_a_version_that_cannot_load_is_rolled_back_in_seconds(
     assert every_replica_serves(deployed, good)
     bad = broken_version(client, tmp_path)
     before = operator_patches(deployed)
-    moved = time.monotonic()
-    client.set_registered_model_alias(MODEL, "production", bad)
-    interfere_once_pinned(deployed, bad, 2)
     dep_name = deployed.deployment("serving")["metadata"]["name"]
 
     def tagged_failed() -> bool:
         tags = client.get_model_version(MODEL, bad).tags
         return any(k.startswith("mlkube.rollout") and v == "failed" for k, v in tags.items())
 
-    eventually(tagged_failed, CLUSTER_ROLLOUT_S, f"v{bad} tagged failed in MLflow")
-    eventually(lambda: every_replica_serves(deployed, good), CLUSTER_ROLLOUT_S, f"back on v{good}")
-    took = time.monotonic() - moved
-    writes = settled_writes(deployed, before)
+    try:
+        with undone_afterwards(deployed):
+            moved = time.monotonic()
+            client.set_registered_model_alias(MODEL, "production", bad)
+            interfere_once_pinned(deployed, bad, 2)
+            eventually(tagged_failed, CLUSTER_ROLLOUT_S, f"v{bad} tagged failed in MLflow")
+            eventually(
+                lambda: every_replica_serves(deployed, good), CLUSTER_ROLLOUT_S, f"back on v{good}"
+            )
+            took = time.monotonic() - moved
+            writes = settled_writes(deployed, before)
+    except BaseException:
+        client.set_registered_model_alias(MODEL, "production", good)
+        raise
     sys.stderr.write(
         f"\nversion that cannot load (with an annotation, a scale and a helm upgrade "
         f"mid-rollout): alias move -> every replica back on v{good} in {took:.0f}s, "
