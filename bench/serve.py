@@ -128,9 +128,21 @@ def register_model(tracking_uri: str, name: str, classifier: str = "logistic_reg
 
     from jobs.train import main as train
 
-    code = train(["--tracking-uri", tracking_uri, "--model-name", name, "--seed", "1",
-                  "--trigger", "manual", "--force-promote",
-                  "--classifier", classifier])  # fmt: skip
+    code = train(
+        [
+            "--tracking-uri",
+            tracking_uri,
+            "--model-name",
+            name,
+            "--seed",
+            "1",
+            "--trigger",
+            "manual",
+            "--force-promote",
+            "--classifier",
+            classifier,
+        ]
+    )
     if code != 0:
         raise RuntimeError(f"the training job failed with exit code {code}")
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -203,10 +215,22 @@ def run_wrk(url: str, body_file: Path, connections: int, duration: int, workdir:
     script = workdir / f"{body_file.stem}.lua"
     script.write_text(_LUA.replace("{body}", str(body_file)))
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-         "-s", str(script), url],
-        capture_output=True, text=True, timeout=duration + 60, check=True,
-    )  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    )
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("MLKUBE_RESULT")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
@@ -229,9 +253,13 @@ def start_server(
     with log.open("wb") as out:
         started = time.monotonic()
         proc = subprocess.Popen(
-            server.command, env=server.env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            server.command,
+            env=server.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         ready = wait_ready(base + server.ready_path, proc, 300, log)
         result = ServerResult(server.name, cold_start_s=ready - started)
@@ -289,14 +317,21 @@ def report(
         rows.append((f"p50 ms, {label}", "ms", _figure(s.key, "p50_ms")))
         rows.append((f"p99 ms, {label}", "ms", _figure(s.key, "p99_ms")))
     starts = max((len(r.cold_starts) for r in results.values()), default=1)
-    label = f"cold start s (start to ready, median of {starts})" if starts > 1 else (
-        "cold start s (start to ready)")  # fmt: skip
+    label = (
+        f"cold start s (start to ready, median of {starts})"
+        if starts > 1
+        else ("cold start s (start to ready)")
+    )
     rows.append((label, "s", lambda r: r.cold_start_s))
     rows.append(("peak RSS MB (all processes)", "mb", lambda r: r.peak_rss_mb))
 
     names = [n for n in ("mlkube", "mlkube-nobatch", "mlflow", "bare") if n in results]
-    titles = {"mlkube": "mlkube", "mlkube-nobatch": "mlkube, batching off",
-              "mlflow": "mlflow models serve", "bare": "bare uvicorn (ceiling)"}  # fmt: skip
+    titles = {
+        "mlkube": "mlkube",
+        "mlkube-nobatch": "mlkube, batching off",
+        "mlflow": "mlflow models serve",
+        "bare": "bare uvicorn (ceiling)",
+    }
     header = ["metric", *(titles[n] for n in names), "mlkube / mlflow", "mlkube / ceiling"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, unit, get in rows:
@@ -358,9 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench.serve", description=__doc__.split("\n\n")[1] if __doc__ else None
     )
     parser.add_argument(
-        "--model", action="append", choices=sorted(FAMILIES), dest="models",
+        "--model",
+        action="append",
+        choices=sorted(FAMILIES),
+        dest="models",
         help="model family, repeatable: lr, rf, hgb (default: all three)",
-    )  # fmt: skip
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat every run this many times; report medians"
@@ -369,9 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="skip the batching-off variant of this server"
     )
     parser.add_argument(
-        "--cold-starts", type=int, default=3,
+        "--cold-starts",
+        type=int,
+        default=3,
         help="start each server this many times; the cold start reported is the median (3)",
-    )  # fmt: skip
+    )
     parser.add_argument("--skip-mlflow", action="store_true", help="do not run mlflow models serve")
     parser.add_argument("--tracking-uri", help="use this MLflow server instead of a throwaway one")
     parser.add_argument("--model-name", help="with --tracking-uri: the registered model")
@@ -433,9 +473,11 @@ def main(argv: list[str] | None = None) -> int:
                 mlflow_server.stop()
 
     load_after = os.getloadavg()[0]
-    header = (f"{started.date().isoformat()}, {os.cpu_count()} cores, 1 worker each, "
-              f"POST /invocations dataframe_split bodies; 1-minute load average "
-              f"{load_before:.1f} at the start, {load_after:.1f} at the end")  # fmt: skip
+    header = (
+        f"{started.date().isoformat()}, {os.cpu_count()} cores, 1 worker each, "
+        f"POST /invocations dataframe_split bodies; 1-minute load average "
+        f"{load_before:.1f} at the start, {load_after:.1f} at the end"
+    )
     text = [header]
     for family, (title, body, _, _) in sections.items():
         text += ["", f"### {family}: {title}", "", body]
@@ -470,9 +512,13 @@ def summary(
 
 
 def run_all(
-    args: argparse.Namespace, uri: str, name: str, version: str, workdir: Path,
+    args: argparse.Namespace,
+    uri: str,
+    name: str,
+    version: str,
+    workdir: Path,
     say: Callable[[str], None],
-) -> dict[str, ServerResult]:  # fmt: skip
+) -> dict[str, ServerResult]:
     workdir.mkdir(parents=True, exist_ok=True)
     bodies: dict[int, Path] = {}
     for rows in sorted({s.rows for s in SCENARIOS}):
@@ -492,11 +538,17 @@ def run_all(
         return Server(
             "mlkube" if batching else "mlkube-nobatch",
             [python, "-m", "service"],
-            {**env, "MODEL_NAME": name, "MODEL_VERSION": version, "SERVE_HOST": "127.0.0.1",
-             "SERVE_PORT": str(port), "LOG_LEVEL": "warning",
-             "SERVE_BATCHING": "true" if batching else "false"},
+            {
+                **env,
+                "MODEL_NAME": name,
+                "MODEL_VERSION": version,
+                "SERVE_HOST": "127.0.0.1",
+                "SERVE_PORT": str(port),
+                "LOG_LEVEL": "warning",
+                "SERVE_BATCHING": "true" if batching else "false",
+            },
             "/healthz/ready",
-        )  # fmt: skip
+        )
 
     plan: list[tuple[Server, int]] = []
     port = free_port()
@@ -506,20 +558,61 @@ def run_all(
         plan.append((ours(False, port), port))
     if not args.skip_mlflow:
         port = free_port()
-        plan.append((Server(
-            "mlflow",
-            [python, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-            env, "/ping",
-        ), port))  # fmt: skip
+        plan.append(
+            (
+                Server(
+                    "mlflow",
+                    [
+                        python,
+                        "-m",
+                        "mlflow",
+                        "models",
+                        "serve",
+                        "-m",
+                        f"models:/{name}/{version}",
+                        "--env-manager",
+                        "local",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-w",
+                        "1",
+                    ],
+                    env,
+                    "/ping",
+                ),
+                port,
+            )
+        )
     port = free_port()
-    plan.append((Server(
-        "bare",
-        [python, "-m", "uvicorn", "bench.ceiling:app", "--host", "127.0.0.1",
-         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-         "--log-level", "warning"],
-        env, "/ping",
-    ), port))  # fmt: skip
+    plan.append(
+        (
+            Server(
+                "bare",
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "bench.ceiling:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                env,
+                "/ping",
+            ),
+            port,
+        )
+    )
 
     # Start every server first (one at a time: cold starts do not overlap), then drive them in
     # turn, scenario by scenario, so that each comparison is made minutes apart at most on
@@ -537,8 +630,9 @@ def run_all(
         for round_ in range(args.rounds):
             for scenario in SCENARIOS:
                 for name, url in urls.items():
-                    load = run_wrk(url, bodies[scenario.rows], scenario.connections,
-                                   args.duration, workdir)  # fmt: skip
+                    load = run_wrk(
+                        url, bodies[scenario.rows], scenario.connections, args.duration, workdir
+                    )
                     runs.setdefault((name, scenario.key), []).append(load)
                     say(
                         f"  round {round_ + 1} {scenario.key} {name}: {load.rps:,.0f} req/s, "

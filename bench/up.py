@@ -68,11 +68,24 @@ def one_make_up(workdir: Path) -> str:
     load = os.getloadavg()[0]
     started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "mlkube", "up", "--mlflow-port", str(free_port()),
-         "--serve-port", str(free_port()), "--state-dir", str(workdir / "state"),
-         "--run-for", "0.1"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlkube",
+            "up",
+            "--mlflow-port",
+            str(free_port()),
+            "--serve-port",
+            str(free_port()),
+            "--state-dir",
+            str(workdir / "state"),
+            "--run-for",
+            "0.1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     total = time.monotonic() - started
     steps = ", ".join(f"{s}s" for _, s in STEP.findall(out.stdout)) or "no step finished"
     load = max(load, os.getloadavg()[0])

@@ -96,17 +96,31 @@ def build_images(ctx: Ctx) -> None:
         ctx.console.info(f"building {image.ref} (target {component}, {engine})")
         started = ctx.clock()
         build = [
-            "--target", component,
-            "-f", str(opts.dockerfile),
-            "--build-arg", f"PYTHON_IMAGE={base}",
-            "-t", image.ref,
-        ]  # fmt: skip
+            "--target",
+            component,
+            "-f",
+            str(opts.dockerfile),
+            "--build-arg",
+            f"PYTHON_IMAGE={base}",
+            "-t",
+            image.ref,
+        ]
         if opts.platform and engine == "docker":
             # Cross-platform builds (e.g. arm64 nodes) need buildx, which pushes as it builds;
             # the registry's digest of what it pushed is what the chart deploys.
             metadata = Path(tempfile.mkdtemp(prefix="mlkube-buildx-")) / "metadata.json"
-            ctx.run(engine, "buildx", "build", "--platform", opts.platform, *build, "--push",
-                    "--metadata-file", str(metadata), str(opts.repo))  # fmt: skip
+            ctx.run(
+                engine,
+                "buildx",
+                "build",
+                "--platform",
+                opts.platform,
+                *build,
+                "--push",
+                "--metadata-file",
+                str(metadata),
+                str(opts.repo),
+            )
             image = replace(image, digest=pushed_digest(metadata))
         else:
             if opts.platform:
@@ -179,11 +193,17 @@ def import_local_images(ctx: Ctx) -> None:
     already there under the same id is skipped)."""
     refs = [image.ref for image in ctx.state.images.built]
     ctx.cmds.run(
-        [ctx.tool("python"), str(ctx.opts.local_cluster_script), "images",
-         "--engine", ctx.state.images.engine or "podman", *refs],
+        [
+            ctx.tool("python"),
+            str(ctx.opts.local_cluster_script),
+            "images",
+            "--engine",
+            ctx.state.images.engine or "podman",
+            *refs,
+        ],
         capture=False,
         timeout=1800,
-    )  # fmt: skip
+    )
     ctx.console.info(f"imported {len(refs)} images into the local cluster's node")
 
 

@@ -53,8 +53,13 @@ def run_training(ctx: Ctx) -> None:
     timeout = int(ctx.opts.timeout)
     # `kubectl logs -f --pod-running-timeout` gives up at once on a pod in ContainerCreating
     # ("is waiting to start"): wait until the container runs (or already ended), then follow.
-    wait_for(ctx, f"the pod of job/{job} to start", lambda: _pod_started(ctx, job),
-             timeout=timeout, interval=1.0)  # fmt: skip
+    wait_for(
+        ctx,
+        f"the pod of job/{job} to start",
+        lambda: _pod_started(ctx, job),
+        timeout=timeout,
+        interval=1.0,
+    )
     ctx.kubectl("logs", "-f", f"job/{job}", "-n", ns, capture=False, check=False)
 
     def finished() -> str | None:

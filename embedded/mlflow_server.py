@@ -100,21 +100,35 @@ class MlflowServer:
         artifacts = (self.state_dir / "artifacts").resolve()
         if self.single_process and not self.job_runner_on():
             return [
-                sys.executable, "-m", "embedded.mlflow_server",
-                "--backend-store-uri", f"sqlite:///{db}",
-                "--artifacts-destination", str(artifacts),
-                "--host", self.host,
-                "--port", str(self.port),
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "embedded.mlflow_server",
+                "--backend-store-uri",
+                f"sqlite:///{db}",
+                "--artifacts-destination",
+                str(artifacts),
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ]
         return [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", self.host,
-            "--port", str(self.port),
-            "--backend-store-uri", f"sqlite:///{db}",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{db}",
             "--serve-artifacts",
-            "--artifacts-destination", str(artifacts),
-            "--workers", "1",
-        ]  # fmt: skip
+            "--artifacts-destination",
+            str(artifacts),
+            "--workers",
+            "1",
+        ]
 
     def start(self, timeout: float = 180.0) -> str:
         self.launch()

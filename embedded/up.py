@@ -228,8 +228,13 @@ sys.exit(jobs.train.main([]))
 
 
 def start_training(args: argparse.Namespace, uri: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MODEL_NAME": args.model_name,
-           "TRAIN_TRIGGER": "manual", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MODEL_NAME": args.model_name,
+        "TRAIN_TRIGGER": "manual",
+        "PYTHONUNBUFFERED": "1",
+    }
     return subprocess.Popen(
         [sys.executable, "-c", TRAIN_WHEN_TOLD],
         stdin=subprocess.PIPE,

@@ -94,8 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loader = asyncio.create_task(
             keep_loaded(store, settings, on_loaded, on_failed), name="model-loader"
         )
-        log.info("serving %s (batching %s)", settings.model_uri_description,
-                 "on" if settings.batching else "off")  # fmt: skip
+        log.info(
+            "serving %s (batching %s)",
+            settings.model_uri_description,
+            "on" if settings.batching else "off",
+        )
         try:
             yield
         finally:
@@ -131,8 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def document() -> dict[str, Any]:
         # Built on the first request for it, as FastAPI does (~20 ms): not on the start path.
         if app.openapi_schema is None:
-            app.openapi_schema = openapi(ENDPOINTS, title=title, version=service.__version__,
-                                         description=description)  # fmt: skip
+            app.openapi_schema = openapi(
+                ENDPOINTS, title=title, version=service.__version__, description=description
+            )
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]

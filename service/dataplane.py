@@ -119,8 +119,10 @@ class DataPlane:
 
     def _check_name(self, name: str) -> None:
         if name != self.settings.model_name:
-            raise ModelNotFound(f"model {name!r} is not served here (this server serves "
-                                f"{self.settings.model_name!r})")  # fmt: skip
+            raise ModelNotFound(
+                f"model {name!r} is not served here (this server serves "
+                f"{self.settings.model_name!r})"
+            )
 
     @staticmethod
     def _check_version(model: LoadedModel, name: str, version: str | None) -> None:

@@ -94,9 +94,11 @@ def load_version(settings: Settings, mv: ModelVersion) -> LoadedModel:
     try:
         # Explicit URIs, no process-global MLflow state (tests run several apps in one process).
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=workdir,
-            tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri,
-        )  # fmt: skip
+            artifact_uri=uri,
+            dst_path=workdir,
+            tracking_uri=settings.tracking_uri,
+            registry_uri=settings.tracking_uri,
+        )
         import_skops()  # before MLflow imports it: without importing all of scikit-learn
         pyfunc = mlflow.pyfunc.load_model(local)
     finally:
@@ -148,8 +150,11 @@ async def keep_loaded(
             on_failed(message)
             log.warning(
                 "cannot load %s yet (attempt %d): %s; retrying in %.1fs",
-                settings.model_uri_description, store.attempts, message, delay,
-            )  # fmt: skip
+                settings.model_uri_description,
+                store.attempts,
+                message,
+                delay,
+            )
             await sleep(delay)
             continue
         on_loaded(model, store.swap(model))
@@ -178,14 +183,19 @@ async def watch_once(
     except Exception as exc:  # keep serving the current model
         message = describe(exc)
         on_failed(message)
-        log.warning("watching %s: %s; still serving the current model",
-                    settings.model_uri_description, message)  # fmt: skip
+        log.warning(
+            "watching %s: %s; still serving the current model",
+            settings.model_uri_description,
+            message,
+        )
         return False
     previous = store.swap(model)
     log.info(
-        "%s now serves v%s (was v%s)", settings.model_uri_description, model.info.version,
+        "%s now serves v%s (was v%s)",
+        settings.model_uri_description,
+        model.info.version,
         previous.info.version if previous else "-",
-    )  # fmt: skip
+    )
     on_loaded(model, previous)
     return True
 

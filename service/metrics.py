@@ -25,8 +25,21 @@ from service.runtime.model import LoadedModel
 PREFIX = "mlkube_serve"
 UNMATCHED = "<unmatched>"
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 
@@ -39,51 +52,68 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            f"{PREFIX}_requests", "HTTP requests answered, by route template, method and status",
-            ["route", "method", "status"], registry=r,
-        )  # fmt: skip
+            f"{PREFIX}_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
         self.latency = Histogram(
             f"{PREFIX}_request_duration_seconds",
             "Time from request start to the end of the answer, by route, method and status",
-            ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.predictions = Counter(
-            f"{PREFIX}_predictions", "Rows predicted, by model version and predicted class",
-            ["version", "label"], registry=r,
-        )  # fmt: skip
+            f"{PREFIX}_predictions",
+            "Rows predicted, by model version and predicted class",
+            ["version", "label"],
+            registry=r,
+        )
         self.model_info = Gauge(
-            f"{PREFIX}_model_info", "The model being served (value 1), labelled with its version",
-            ["name", "version", "alias", "run_id"], registry=r,
-        )  # fmt: skip
+            f"{PREFIX}_model_info",
+            "The model being served (value 1), labelled with its version",
+            ["name", "version", "alias", "run_id"],
+            registry=r,
+        )
         self.model_load_seconds = Gauge(
             f"{PREFIX}_model_load_seconds",
             "Seconds the last model load took (resolve, download, unpickle, self-check)",
             registry=r,
-        )  # fmt: skip
+        )
         self.model_loaded_timestamp = Gauge(
             f"{PREFIX}_model_loaded_timestamp_seconds",
-            "Unix time the served model was loaded", registry=r,
-        )  # fmt: skip
+            "Unix time the served model was loaded",
+            registry=r,
+        )
         self.model_loads = Counter(
             f"{PREFIX}_model_loads", "Model load attempts, by result", ["result"], registry=r
         )
         self.batch_requests = Histogram(
-            f"{PREFIX}_batch_requests", "Requests predicted together in one model call",
-            buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
+            f"{PREFIX}_batch_requests",
+            "Requests predicted together in one model call",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.batch_rows = Histogram(
-            f"{PREFIX}_batch_rows", "Rows predicted in one model call",
-            buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
+            f"{PREFIX}_batch_rows",
+            "Rows predicted in one model call",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.probes = Counter(
-            f"{PREFIX}_probes", "Health-check requests (kubelet, make up, load balancers), by "
-            "route and status: kept out of the request metrics", ["route", "status"], registry=r,
-        )  # fmt: skip
+            f"{PREFIX}_probes",
+            "Health-check requests (kubelet, make up, load balancers), by "
+            "route and status: kept out of the request metrics",
+            ["route", "status"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float, *,
-                        probe: bool = False) -> None:  # fmt: skip
+    def observe_request(
+        self, route: str, method: str, status: int, seconds: float, *, probe: bool = False
+    ) -> None:
         """One answered request; health checks (``probe``: readiness and liveness polls,
         hundreds of 503s while a model loads) go to their own series, not the traffic's."""
         if probe:
@@ -161,6 +191,10 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or UNMATCHED
-            self.metrics.observe_request(path, scope["method"], status,
-                                         time.perf_counter() - start,
-                                         probe=getattr(route, "probe", False))  # fmt: skip
+            self.metrics.observe_request(
+                path,
+                scope["method"],
+                status,
+                time.perf_counter() - start,
+                probe=getattr(route, "probe", False),
+            )

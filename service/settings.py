@@ -15,15 +15,19 @@ class Settings(ModelSettings, LoggingSettings):
 
     model_config = SettingsConfigDict(frozen=True)
     model_version: str | None = Field(
-        None, alias="MODEL_VERSION", pattern=r"^[1-9][0-9]*$",
+        None,
+        alias="MODEL_VERSION",
+        pattern=r"^[1-9][0-9]*$",
         description="load exactly this version (pinned by the rollout operator); unset: follow "
         "the alias",
-    )  # fmt: skip
+    )
     model_watch_seconds: float = Field(
-        0.0, alias="MODEL_WATCH_SECONDS", ge=0,
+        0.0,
+        alias="MODEL_WATCH_SECONDS",
+        ge=0,
         description="poll the alias this often and swap to a new version (0: off; ignored when "
         "MODEL_VERSION is set)",
-    )  # fmt: skip
+    )
     # A container listens on all interfaces; `make up` passes 127.0.0.1.
     host: str = Field("0.0.0.0", alias="SERVE_HOST", description="listen address")
     port: int = Field(8080, alias="SERVE_PORT", ge=1, le=65535, description="listen port")
@@ -35,13 +39,17 @@ class Settings(ModelSettings, LoggingSettings):
         description="request body limit (413 above it)",
     )
     batching: bool = Field(
-        True, alias="SERVE_BATCHING",
+        True,
+        alias="SERVE_BATCHING",
         description="predict concurrent requests together in one call",
-    )  # fmt: skip
+    )
     batch_max_wait_ms: float = Field(
-        1.0, alias="SERVE_BATCH_MAX_WAIT_MS", ge=0, le=1000,
+        1.0,
+        alias="SERVE_BATCH_MAX_WAIT_MS",
+        ge=0,
+        le=1000,
         description="how long a batch may wait for more requests, only under concurrent load",
-    )  # fmt: skip
+    )
     batch_max_rows: int = Field(
         1024, alias="SERVE_BATCH_MAX_ROWS", ge=1, description="rows per batched predict call"
     )

@@ -55,8 +55,10 @@ def import_skops() -> None:
         return
     names = cached_names()
     if names is None:
-        log.info("%s does not match the installed scikit-learn/skops: importing skops as usual",
-                 NAMES_FILE.name)  # fmt: skip
+        log.info(
+            "%s does not match the installed scikit-learn/skops: importing skops as usual",
+            NAMES_FILE.name,
+        )
         import skops.io  # noqa: F401
 
         return

@@ -66,17 +66,34 @@ class LoadPod:
     ) -> None:
         """Sending to ``url`` (on the serving image, whose Python runs the script)."""
         self.kube.run(
-            "run", self.name, "-n", self.namespace, "--restart=Never", f"--image={image}",
-            f"--image-pull-policy={pull}", f"--labels=app.kubernetes.io/name={label}",
-            "--command", "--", "python", "-c", SCRIPT,
-            url, str(int(max_seconds)), json.dumps(SAMPLE_REQUEST),
-        )  # fmt: skip
+            "run",
+            self.name,
+            "-n",
+            self.namespace,
+            "--restart=Never",
+            f"--image={image}",
+            f"--image-pull-policy={pull}",
+            f"--labels=app.kubernetes.io/name={label}",
+            "--command",
+            "--",
+            "python",
+            "-c",
+            SCRIPT,
+            url,
+            str(int(max_seconds)),
+            json.dumps(SAMPLE_REQUEST),
+        )
 
     def wait_ready(self) -> None:
         self.kube.run(
-            "wait", "-n", self.namespace, f"pod/{self.name}", "--for=condition=Ready",
-            "--timeout=180s", timeout=200,
-        )  # fmt: skip
+            "wait",
+            "-n",
+            self.namespace,
+            f"pod/{self.name}",
+            "--for=condition=Ready",
+            "--timeout=180s",
+            timeout=200,
+        )
 
     def stop(self) -> None:
         # It may have stopped by itself (its own deadline): then there is nothing to tell.

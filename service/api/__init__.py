@@ -12,8 +12,12 @@ from service.errors import ErrorBody
 
 # Prediction routes first: a request is matched against the routes in this order.
 ENDPOINTS: list[Endpoint] = [
-    *mlflow.api, *predict.api, *v2.api, *health.api, *info.api,
-]  # fmt: skip
+    *mlflow.api,
+    *predict.api,
+    *v2.api,
+    *health.api,
+    *info.api,
+]
 
 # A request no route matches (404) answers in the shape of the dialect whose prefix its path is
 # under; mlkube's elsewhere.

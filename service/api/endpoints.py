@@ -103,8 +103,9 @@ class EndpointRoute(Route):
         return match, child_scope
 
 
-def openapi(endpoints: list[Endpoint], *, title: str, version: str,
-            description: str) -> dict[str, Any]:  # fmt: skip
+def openapi(
+    endpoints: list[Endpoint], *, title: str, version: str, description: str
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``endpoints``. Assembled here rather than by FastAPI's
     ``get_openapi``, which only reads its own route objects."""
     paths: dict[str, dict[str, Any]] = {}
@@ -157,5 +158,8 @@ def _responses(e: Endpoint) -> dict[str, Any]:
     return responses
 
 
-_DEFAULT_DESCRIPTIONS = {"200": "Successful Response", "404": "not found",
-                         "503": "no model loaded yet"}  # fmt: skip
+_DEFAULT_DESCRIPTIONS = {
+    "200": "Successful Response",
+    "404": "not found",
+    "503": "no model loaded yet",
+}

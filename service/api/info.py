@@ -38,9 +38,11 @@ _MODEL_EXAMPLE = {
 @api.get(
     "/model",
     summary="The model version being served, its signature and classes",
-    responses={200: {"content": {"application/json": {"example": _MODEL_EXAMPLE}}},
-               503: {"description": "no model loaded yet"}},
-)  # fmt: skip
+    responses={
+        200: {"content": {"application/json": {"example": _MODEL_EXAMPLE}}},
+        503: {"description": "no model loaded yet"},
+    },
+)
 async def model_info(request: Request) -> Response:
     model = plane(request).model_info()
     i = model.info

@@ -117,18 +117,24 @@ _OTHER_BODIES = {
         "schema": {"type": "string", "description": "a header line, then one line per row"},
         "example": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n",
     },
-    **({CONTENT_TYPE_PARQUET: {"schema": {"type": "string", "format": "binary"}}}
-       if PARQUET else {}),
-}  # fmt: skip
+    **(
+        {CONTENT_TYPE_PARQUET: {"schema": {"type": "string", "format": "binary"}}}
+        if PARQUET
+        else {}
+    ),
+}
 
 
 @api.post(
     "/invocations",
     summary="MLflow scoring protocol (as `mlflow models serve`)",
     body=InvocationsRequest,
-    example={"dataframe_split": {
-        "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
-        "data": [[5.1, 3.5, 1.4, 0.2]]}},
+    example={
+        "dataframe_split": {
+            "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+            "data": [[5.1, 3.5, 1.4, 0.2]],
+        }
+    },
     other_bodies=_OTHER_BODIES,
     errors=error_body,
     responses={
@@ -138,7 +144,7 @@ _OTHER_BODIES = {
         415: {"description": "unsupported content type"},
         503: {"description": "no model loaded yet"},
     },
-)  # fmt: skip
+)
 async def invocations(request: Request) -> Response:
     dataplane = plane(request)
     model = dataplane.model_info()

@@ -23,9 +23,10 @@ from service.runtime.model import Prediction
 api = Endpoints(tags=["predict"], errors=mlkube_error)
 
 Value = float | int | str | bool
-Row = Annotated[list[Value], Field(min_length=1, description="values in the model's signature "
-               "order")] | Annotated[dict[str, Value], Field(min_length=1,
-               description="values by feature name")]  # fmt: skip
+Row = (
+    Annotated[list[Value], Field(min_length=1, description="values in the model's signature order")]
+    | Annotated[dict[str, Value], Field(min_length=1, description="values by feature name")]
+)
 Instances = Annotated[list[Row], Field(min_length=1)]
 
 
@@ -44,12 +45,22 @@ _RESPONSE_EXAMPLE = {
     "model_name": "iris-classifier",
     "model_version": "3",
     "predictions": ["setosa", "virginica"],
-    "probabilities": [{"setosa": 0.98, "versicolor": 0.02, "virginica": 0.0},
-                      {"setosa": 0.0, "versicolor": 0.03, "virginica": 0.97}],
-}  # fmt: skip
-_ERROR = {"content": {"application/json": {"example": {
-    "error": "invalid_input", "message": "instances[0].sepal_width must be a number, got a "
-    "string '3.5'", "field": "instances[0].sepal_width"}}}}  # fmt: skip
+    "probabilities": [
+        {"setosa": 0.98, "versicolor": 0.02, "virginica": 0.0},
+        {"setosa": 0.0, "versicolor": 0.03, "virginica": 0.97},
+    ],
+}
+_ERROR = {
+    "content": {
+        "application/json": {
+            "example": {
+                "error": "invalid_input",
+                "message": "instances[0].sepal_width must be a number, got a string '3.5'",
+                "field": "instances[0].sepal_width",
+            }
+        }
+    }
+}
 
 
 @api.post(
@@ -77,8 +88,9 @@ async def predict(request: Request) -> Response:
     if isinstance(payload, dict):
         extra = [k for k in payload if k != "instances"]
         if extra:
-            raise InvalidInput(f"unknown field {extra[0]!r}: send {{\"instances\": [...]}}",
-                               field=extra[0])  # fmt: skip
+            raise InvalidInput(
+                f'unknown field {extra[0]!r}: send {{"instances": [...]}}', field=extra[0]
+            )
         if "instances" not in payload:
             raise InvalidInput("missing field 'instances'", field="instances")
         instances = payload["instances"]

@@ -41,8 +41,21 @@ api = Endpoints(tags=["v2 (Open Inference Protocol)"], errors=error_body)
 
 # -- what the infer routes accept (the API page's schema; the parsing is below) ----------------
 
-Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-                   "INT64", "FP16", "FP32", "FP64", "BYTES"]  # fmt: skip
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
 
 
 class RequestInput(BaseModel):
@@ -66,27 +79,46 @@ class InferenceRequest(BaseModel):
     outputs: list[RequestOutput] | None = Field(None, min_length=1)
 
 
-_INFER_EXAMPLE = {"id": "42", "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                  "data": [5.1, 3.5, 1.4, 0.2]}],
-                  "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}  # fmt: skip
+_INFER_EXAMPLE = {
+    "id": "42",
+    "inputs": [
+        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+    ],
+    "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+}
 _INFER_RESPONSES: dict[int, dict[str, Any]] = {
-    200: {"content": {"application/json": {"example": {
-        "model_name": "iris-classifier", "model_version": "3", "id": "42",
-        "outputs": [{"name": "predict", "datatype": "BYTES", "shape": [1], "data": ["setosa"]}]}}}},
+    200: {
+        "content": {
+            "application/json": {
+                "example": {
+                    "model_name": "iris-classifier",
+                    "model_version": "3",
+                    "id": "42",
+                    "outputs": [
+                        {"name": "predict", "datatype": "BYTES", "shape": [1], "data": ["setosa"]}
+                    ],
+                }
+            }
+        }
+    },
     400: {"description": "the body is not JSON"},
     404: {"description": "no such model or version here"},
     413: {"description": "body or row count over the limit"},
     422: {"description": "the tensors do not fit the model's signature"},
     501: {"description": "the model has no column signature: use /invocations"},
     503: {"description": "no model loaded yet"},
-}  # fmt: skip
+}
 _READY_RESPONSES: dict[int, dict[str, Any]] = {
-    200: {"description": "ready", "content": {"application/json": {
-        "example": {"name": "iris-classifier", "ready": True}}}},
-    404: {"description": "this model, or this version of it, is not served here (as metadata "
-          "and infer answer)"},
+    200: {
+        "description": "ready",
+        "content": {"application/json": {"example": {"name": "iris-classifier", "ready": True}}},
+    },
+    404: {
+        "description": "this model, or this version of it, is not served here (as metadata "
+        "and infer answer)"
+    },
     503: {"description": "the model is not loaded yet"},
-}  # fmt: skip
+}
 _METADATA_RESPONSES: dict[int, dict[str, Any]] = {
     404: {"description": "this model, or this version of it, is not served here"},
     503: {"description": "no model loaded yet"},
@@ -103,16 +135,23 @@ async def server_live(_request: Request) -> Response:
     return json_response({"live": True})
 
 
-@api.get("/v2/health/ready", summary="Server readiness: 503 until the model is loaded",
-         probe=True, responses={503: {"description": "the model is not loaded yet"}})  # fmt: skip
+@api.get(
+    "/v2/health/ready",
+    summary="Server readiness: 503 until the model is loaded",
+    probe=True,
+    responses={503: {"description": "the model is not loaded yet"}},
+)
 async def server_ready(request: Request) -> Response:
     ready = plane(request).ready()
     return json_response({"ready": ready}, 200 if ready else 503)
 
 
 @api.get("/v2/models/{name}", summary="Model metadata", responses=_METADATA_RESPONSES)
-@api.get("/v2/models/{name}/versions/{version}", summary="Model metadata (one version)",
-         responses=_METADATA_RESPONSES)  # fmt: skip
+@api.get(
+    "/v2/models/{name}/versions/{version}",
+    summary="Model metadata (one version)",
+    responses=_METADATA_RESPONSES,
+)
 async def metadata(request: Request) -> Response:
     params = request.path_params
     model = plane(request).model_info(params["name"], params.get("version"))
@@ -120,18 +159,31 @@ async def metadata(request: Request) -> Response:
 
 
 @api.get("/v2/models/{name}/ready", summary="Model readiness", responses=_READY_RESPONSES)
-@api.get("/v2/models/{name}/versions/{version}/ready", summary="Model readiness (one version)",
-         responses=_READY_RESPONSES)  # fmt: skip
+@api.get(
+    "/v2/models/{name}/versions/{version}/ready",
+    summary="Model readiness (one version)",
+    responses=_READY_RESPONSES,
+)
 async def ready(request: Request) -> Response:
     name, version = request.path_params["name"], request.path_params.get("version")
     ready = plane(request).model_ready(name, version)
     return json_response({"name": name, "ready": ready}, 200 if ready else 503)
 
 
-@api.post("/v2/models/{name}/infer", summary="Inference", body=InferenceRequest,
-          example=_INFER_EXAMPLE, responses=_INFER_RESPONSES)  # fmt: skip
-@api.post("/v2/models/{name}/versions/{version}/infer", summary="Inference (one version)",
-          body=InferenceRequest, example=_INFER_EXAMPLE, responses=_INFER_RESPONSES)  # fmt: skip
+@api.post(
+    "/v2/models/{name}/infer",
+    summary="Inference",
+    body=InferenceRequest,
+    example=_INFER_EXAMPLE,
+    responses=_INFER_RESPONSES,
+)
+@api.post(
+    "/v2/models/{name}/versions/{version}/infer",
+    summary="Inference (one version)",
+    body=InferenceRequest,
+    example=_INFER_EXAMPLE,
+    responses=_INFER_RESPONSES,
+)
 async def infer(request: Request) -> Response:
     dataplane = plane(request)
     model = dataplane.model_info(request.path_params["name"], request.path_params.get("version"))
@@ -150,8 +202,14 @@ PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 DATATYPES: frozenset[str] = frozenset(get_args(Datatype))
 _NUMERIC = DATATYPES - {"BOOL", "BYTES"}
-_KIND_DATATYPES = {"double": _NUMERIC, "float": _NUMERIC, "long": _NUMERIC, "integer": _NUMERIC,
-                   "boolean": {"BOOL"}, "string": {"BYTES"}}  # fmt: skip
+_KIND_DATATYPES = {
+    "double": _NUMERIC,
+    "float": _NUMERIC,
+    "long": _NUMERIC,
+    "integer": _NUMERIC,
+    "boolean": {"BOOL"},
+    "string": {"BYTES"},
+}
 
 
 @dataclass(frozen=True)
@@ -211,8 +269,9 @@ def _tensor(raw: Any, index: int) -> _Tensor:
         or not shape
         or not all(type(d) is int and d >= 0 for d in shape)
     ):
-        raise InvalidInput(f"{where}.shape must be a list of non-negative integers",
-                           field=f"{where}.shape")  # fmt: skip
+        raise InvalidInput(
+            f"{where}.shape must be a list of non-negative integers", field=f"{where}.shape"
+        )
     if datatype not in DATATYPES:
         raise InvalidInput(
             f"{where}.datatype must be one of {sorted(DATATYPES)}, got {datatype!r}",
@@ -227,8 +286,9 @@ def _tensor(raw: Any, index: int) -> _Tensor:
             field=f"{where}.data",
         )
     if datatype.startswith(("INT", "UINT")) and any(type(v) is float for v in flat):
-        raise InvalidInput(f"{where}.data holds non-integers but datatype is {datatype}",
-                           field=f"{where}.data")  # fmt: skip
+        raise InvalidInput(
+            f"{where}.data holds non-integers but datatype is {datatype}", field=f"{where}.data"
+        )
     return _Tensor(name, tuple(shape), datatype, flat, where)
 
 
@@ -325,13 +385,23 @@ def infer_response(
     outputs: list[dict[str, Any]] = []
     for name in request.outputs:
         if name == PREDICT:
-            outputs.append({"name": PREDICT, "datatype": label_datatype(labels),
-                            "shape": [len(labels)], "data": labels.tolist()})  # fmt: skip
+            outputs.append(
+                {
+                    "name": PREDICT,
+                    "datatype": label_datatype(labels),
+                    "shape": [len(labels)],
+                    "data": labels.tolist(),
+                }
+            )
         elif proba is not None:
             outputs.append(
-                {"name": PREDICT_PROBA, "datatype": "FP64", "shape": list(proba.shape),
-                 "data": proba.ravel().tolist()}
-            )  # fmt: skip
+                {
+                    "name": PREDICT_PROBA,
+                    "datatype": "FP64",
+                    "shape": list(proba.shape),
+                    "data": proba.ravel().tolist(),
+                }
+            )
     body: dict[str, Any] = {
         "model_name": model.info.name,
         "model_version": model.info.version,

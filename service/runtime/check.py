@@ -48,8 +48,9 @@ def check_rows(compiled: Compiled, metadata: dict[str, Any] | None, seed: int = 
     k = compiled.n_features
     rng = np.random.default_rng(seed)
     stored = read_check_metadata(metadata, k)
-    samples = np.vstack([np.zeros(k), np.ones(k), rng.normal(size=(6, k)),
-                         rng.normal(scale=100.0, size=(4, k))])  # fmt: skip
+    samples = np.vstack(
+        [np.zeros(k), np.ones(k), rng.normal(size=(6, k)), rng.normal(scale=100.0, size=(4, k))]
+    )
     thresholds = compiled.thresholds()
     if len(thresholds) > MAX_THRESHOLDS:
         keep = rng.choice(len(thresholds), MAX_THRESHOLDS, replace=False)
@@ -74,11 +75,16 @@ def check_rows(compiled: Compiled, metadata: dict[str, Any] | None, seed: int = 
     at_thresholds = []
     for i, (feature, value) in enumerate(thresholds):
         single = np.float32(value)
-        near = np.array([
-            value, np.nextafter(value, -np.inf), np.nextafter(value, np.inf), float(single),
-            float(np.nextafter(single, np.float32(-np.inf))),
-            float(np.nextafter(single, np.float32(np.inf))),
-        ])  # fmt: skip
+        near = np.array(
+            [
+                value,
+                np.nextafter(value, -np.inf),
+                np.nextafter(value, np.inf),
+                float(single),
+                float(np.nextafter(single, np.float32(-np.inf))),
+                float(np.nextafter(single, np.float32(np.inf))),
+            ]
+        )
         raw = compiled.raw_values(feature, near)
         rows = np.repeat(base[i % len(base)][None, :], len(raw), axis=0)
         rows[:, feature] = raw
@@ -140,24 +146,34 @@ def compare(
     wrong = np.flatnonzero(labels != expected)
     if len(wrong):
         i = int(wrong[0])
-        return Verdict(False, (
-            f"{compiled.kind} gives another label than scikit-learn on {len(wrong):,} of "
-            f"{len(X):,} check rows (first: {X[i].tolist()}: {labels[i]!r}, scikit-learn "
-            f"{expected[i]!r})"
-        ))  # fmt: skip
+        return Verdict(
+            False,
+            (
+                f"{compiled.kind} gives another label than scikit-learn on {len(wrong):,} of "
+                f"{len(X):,} check rows (first: {X[i].tolist()}: {labels[i]!r}, scikit-learn "
+                f"{expected[i]!r})"
+            ),
+        )
     if proba is not None and expected_proba is not None:
         if proba.shape != expected_proba.shape:
-            return Verdict(False, f"{compiled.kind} gives probabilities of shape {proba.shape}, "
-                                  f"scikit-learn {expected_proba.shape}")  # fmt: skip
+            return Verdict(
+                False,
+                f"{compiled.kind} gives probabilities of shape {proba.shape}, "
+                f"scikit-learn {expected_proba.shape}",
+            )
         diff = np.abs(proba - expected_proba).max(axis=1)
         off = np.flatnonzero(~(diff <= TOLERANCE))
         if len(off):
             i = int(off[np.argmax(diff[off])])
-            return Verdict(False, (
-                f"{compiled.kind} probabilities differ from scikit-learn's by more than "
-                f"{TOLERANCE:g} on {len(off):,} of {len(X):,} check rows (at most {diff[i]:.3g}, "
-                f"row {X[i].tolist()})"
-            ))  # fmt: skip
+            return Verdict(
+                False,
+                (
+                    f"{compiled.kind} probabilities differ from scikit-learn's by more than "
+                    f"{TOLERANCE:g} on {len(off):,} of {len(X):,} check rows "
+                    f"(at most {diff[i]:.3g}, row {X[i].tolist()})"
+                ),
+            )
     within = f", probabilities within {TOLERANCE:g}" if expected_proba is not None else ""
-    return Verdict(True, f"{compiled.kind}: same labels as scikit-learn{within} on "
-                         f"{rows.describe()}")  # fmt: skip
+    return Verdict(
+        True, f"{compiled.kind}: same labels as scikit-learn{within} on {rows.describe()}"
+    )

@@ -226,8 +226,13 @@ class TreePipeline(Compiled):
             for stage in self._final._predictors:
                 for predictor in stage:
                     nodes = predictor.nodes[~predictor.nodes["is_leaf"].astype(bool)]
-                    pairs.update(zip(nodes["feature_idx"].tolist(),
-                                     nodes["num_threshold"].tolist(), strict=True))  # fmt: skip
+                    pairs.update(
+                        zip(
+                            nodes["feature_idx"].tolist(),
+                            nodes["num_threshold"].tolist(),
+                            strict=True,
+                        )
+                    )
             return sorted(pairs)
         trees = np.asarray(self._final.estimators_).ravel()
         for tree in trees:
@@ -269,9 +274,12 @@ def compile_model(estimator: Any) -> tuple[Compiled | None, str]:
         if getattr(final, "coef_", None) is None or final.coef_.ndim != 2:
             return None, "LogisticRegression without coefficients"
         return LinearPipeline(transforms, final), ""
-    families = {RandomForestClassifier: "forest", ExtraTreesClassifier: "forest",
-                GradientBoostingClassifier: "boosting",
-                HistGradientBoostingClassifier: "hist"}  # fmt: skip
+    families = {
+        RandomForestClassifier: "forest",
+        ExtraTreesClassifier: "forest",
+        GradientBoostingClassifier: "boosting",
+        HistGradientBoostingClassifier: "hist",
+    }
     family = families.get(kind)
     if family is None:
         return None, f"no compiled form of {kind.__name__}"

@@ -105,8 +105,11 @@ class LoadedModel:
         log.info("%s: served by %s: %s", info.uri, self.serving_path, self.serving_reason)
         log.info(
             "%s: flavors %s, ~%.0f us per call + %.2f us per row",
-            info.uri, ",".join(info.flavors), self._cost[0] * 1e6, self._cost[1] * 1e6,
-        )  # fmt: skip
+            info.uri,
+            ",".join(info.flavors),
+            self._cost[0] * 1e6,
+            self._cost[1] * 1e6,
+        )
 
     @property
     def fast(self) -> bool:
@@ -254,15 +257,15 @@ def _fast_estimator(
     # scikit-learn itself on numpy: the same estimator, so a sanity check on sample rows suffices
     rng = np.random.default_rng(0)
     k = len(names)
-    sample = np.vstack([np.zeros(k), np.ones(k), rng.normal(size=(6, k)),
-                        rng.normal(scale=100.0, size=(4, k))])  # fmt: skip
+    sample = np.vstack(
+        [np.zeros(k), np.ones(k), rng.normal(size=(6, k)), rng.normal(scale=100.0, size=(4, k))]
+    )
     candidate = _without_feature_names(raw)
     try:
         expected, expected_proba = reference(sample)
         same = np.array_equal(np.asarray(candidate.predict(sample)), expected)
         if same and expected_proba is not None:
-            same = np.allclose(candidate.predict_proba(sample), expected_proba,
-                               rtol=0, atol=1e-12)  # fmt: skip
+            same = np.allclose(candidate.predict_proba(sample), expected_proba, rtol=0, atol=1e-12)
     except Exception as exc:
         log.info("sklearn-numpy path unavailable (%s)", exc)
         return None, None, f"{why_not}; scikit-learn on numpy failed ({exc}): pyfunc"

@@ -214,8 +214,9 @@ class FeatureSchema:
             )
         missing = [c.name for c in self.columns if c.required and c.name not in columns]
         if missing:
-            raise InvalidInput(f"{where} is missing column {missing[0]!r}",
-                               field=f"{where}.{missing[0]}")  # fmt: skip
+            raise InvalidInput(
+                f"{where} is missing column {missing[0]!r}", field=f"{where}.{missing[0]}"
+            )
         lengths = set()
         for name, values in columns.items():
             if not isinstance(values, list):
@@ -225,8 +226,9 @@ class FeatureSchema:
                 )
             lengths.add(len(values))
         if len(lengths) != 1:
-            raise InvalidInput(f"the columns of {where} have different lengths: {sorted(lengths)}",
-                               field=where)  # fmt: skip
+            raise InvalidInput(
+                f"the columns of {where} have different lengths: {sorted(lengths)}", field=where
+            )
         n = lengths.pop()
         check_row_count(n, max_rows, where)
         rows = [
