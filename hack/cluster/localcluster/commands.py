@@ -70,9 +70,11 @@ def up(host: Host, images: bool = True, build_first: bool = True) -> None:
     for c in up_order(cfg.node_mode):
         start_component(host, c)
     host.wait_for(
-        "kube-controller-manager", lambda: default_service_account(host), 60,
+        "kube-controller-manager",
+        lambda: default_service_account(host),
+        60,
         "default ServiceAccount created",
-    )  # fmt: skip
+    )
     if images and cfg.node_mode == "real":
         import_images(host, image_refs(host))
     host.say(f"cluster up in {host.elapsed():.1f}s; export KUBECONFIG={cfg.kubeconfig}")
