@@ -187,6 +187,9 @@ def test_a_job_from_the_cronjob_trains_and_registers_a_version(
     out = run_logged(deploy_cli(deployed, "train"), tmp_path / "train.log", CLUSTER_ROLLOUT_S)
     job = re.search(r"job/(\S+) created from cronjob/", out)
     assert job, out[-2000:]
+    # make train followed the Job's log once its pod ran, and ends with the training's verdict.
+    assert "is waiting to start" not in out, out[-2000:]
+    assert re.search(rf"job/{job[1]} succeeded: run \S+: {MODEL} ", out), out[-2000:]
     # The Job's own log (make train streams it, but may start before the container does).
     log = kubectl("logs", f"job/{job[1]}", "-n", deployed.namespace).stdout
     seed = re.search(r"bootstrap seed (\d+)", log)
