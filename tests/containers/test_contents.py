@@ -16,7 +16,7 @@ CORE = {"mlkube", "mlkube.core"}
 EXPECTED = {
     "mlflow": set(),
     "train": CORE | {"jobs"},
-    "serve": CORE | {"service", "service.api"},
+    "serve": CORE | {"service", "service.api", "service.runtime"},
     "rollout": CORE | {"rollout"},
 }
 # Run in the image: its packages under CODE, its __main__ programs, and whether the components
