@@ -3,9 +3,9 @@
 It is what a CRD's status would be, written as annotations so that no CRD has to be installed:
 writing it restarts no pod, and ``kubectl describe``, ``make status`` and the end-to-end test
 read it. This module is its one owner: the fields and their annotation keys, parsing, the
-named transitions the operator makes, the annotation changes between two records, and the one
-line people read. The operator (``rollout.plan``) decides which transition to make; nothing
-else writes the record.
+named transitions the operator makes, and the one line people read. The operator
+(``rollout.plan``) decides which transition to make, and ``rollout.patches.record_patch`` writes
+it (the changes only); nothing else writes the record.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from mlkube.core.names import (
     ANNOTATION_LOAD_ERROR_SINCE,
     ANNOTATION_REGISTRY_UNAVAILABLE,
     ANNOTATION_ROLLOUT_ATTEMPT,
-    ANNOTATION_ROLLOUT_GENERATION,
     ANNOTATION_ROLLOUT_HOLD,
     ANNOTATION_ROLLOUT_REASON,
     ANNOTATION_ROLLOUT_RETRY_AT,
@@ -140,15 +139,6 @@ class RolloutRecord:
                 value = str(value) if value else None
             values[key] = None if value is None else str(value)
         return values
-
-    def changes_from(self, old: RolloutRecord) -> dict[str, str | None]:
-        """The annotation writes that turn ``old`` into this record (None removes a key).
-        Every write also drops the generation that operator v2 before 0.4 recorded."""
-        before = old.annotations()
-        changes = {k: v for k, v in self.annotations().items() if before[k] != v}
-        if changes:
-            changes[ANNOTATION_ROLLOUT_GENERATION] = None
-        return changes
 
     def describe(self) -> str:
         """The record as one line, e.g. ``failed: target 3, stable 1 (...reason...)`` or

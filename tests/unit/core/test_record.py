@@ -85,17 +85,6 @@ def test_annotations_name_every_written_field_and_leave_out_the_hold() -> None:
     assert set(empty.values()) == {None}  # attempt 0 is not written either
 
 
-def test_changes_from_are_the_writes_only_and_drop_the_old_generation() -> None:
-    assert BUSY.changes_from(BUSY) == {}
-    changes = BUSY.noted("the same, with a note").changes_from(BUSY)
-    assert changes == {
-        "mlkube.io/rollout-reason": "the same, with a note",
-        "mlkube.io/rollout-generation": None,
-    }
-    cleared = BUSY.noted(failed=None).changes_from(BUSY)
-    assert cleared["mlkube.io/failed-model-version"] is None
-
-
 # -- the line people read ------------------------------------------------------------------------
 
 
