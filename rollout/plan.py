@@ -150,8 +150,14 @@ class Action:
     # Tags on other versions than ``version`` (e.g. the one superseded): version -> tags.
     other_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     more_events: tuple[Event, ...] = ()  # after ``event``
-    needs_pods: bool = False  # decide again with the pods: they may change the answer
+    pods_may_change_it: bool = False  # a rollout in progress: its new pods may say it failed
     recheck_after: float | None = None  # seconds: reconcile again then, if nothing else does
+
+    @property
+    def needs_pods(self) -> bool:
+        """Decide again with the Deployment's pods: whether pods serve the version, and why
+        not, can change a verdict (or make one, for a rollout in progress)."""
+        return self.pods_may_change_it or self.kind in (Kind.SUCCEED, Kind.REVERT, Kind.STALL)
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -450,7 +456,7 @@ def _progressing(
         return Action(
             Kind.NOOP,
             reason=f"rollout of version {version} in progress",
-            needs_pods=True,
+            pods_may_change_it=True,
             recheck_after=until_deadline,
         )
     return _confirm_load_error(body, w, version, now, pods, until_deadline)

@@ -36,8 +36,6 @@ MAX_CONFLICT_RETRIES = 5
 Key = tuple[str, str]  # namespace, name
 # After the API server refused a patch: 30 s, 1 min, 2 min, ... at most 15 min.
 REFUSAL_BACKOFF = Backoff(first=30.0, cap=900.0)
-# Decisions that depend on the pods: read them, and decide again.
-NEEDS_PODS = frozenset({plan.Kind.SUCCEED, plan.Kind.REVERT, plan.Kind.STALL})
 
 
 @dataclass
@@ -194,7 +192,7 @@ class Reconciler:
 
         def decide(current: Mapping[str, Any]) -> plan.Action:
             action = first(current)
-            if action.kind in NEEDS_PODS or action.needs_pods:
+            if action.needs_pods:
                 pods = self.kube.pods(current)
                 action = first(current, pods=pods)
             elif action.kind is plan.Kind.CANARY_JUDGE:
@@ -223,9 +221,7 @@ class Reconciler:
             if body is None:
                 return gone
             action = decide_again(body)
-        elif (
-            action.kind in NEEDS_PODS or action.needs_pods or action.kind is plan.Kind.CANARY_JUDGE
-        ):
+        elif action.needs_pods or action.kind is plan.Kind.CANARY_JUDGE:
             action = decide(body)
         for _attempt in range(MAX_CONFLICT_RETRIES):
             if not action.patch:
